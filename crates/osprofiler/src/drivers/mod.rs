@@ -1,0 +1,143 @@
+//! Storage backends ("drivers"), chosen by connection-string scheme.
+//!
+//! Each backend lives in its own module behind a cargo feature. The
+//! collector thread calls [`Driver::notify`] with batches; the CLI and
+//! reports call the read side.
+
+mod memory;
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+pub use memory::MemoryDriver;
+
+use crate::config::ProfilerConfig;
+use crate::error::{Error, Result};
+use crate::notification::Notification;
+
+/// A place notifications are written to and read back from.
+///
+/// `notify` runs on the collector thread, never on traced code; it may
+/// block. An `Err` makes the collector keep the batch and retry it later.
+pub trait Driver: Send + Sync + fmt::Debug + 'static {
+    /// Backend name (`redis`, `sqlite`, ...), for logs and errors.
+    fn name(&self) -> &'static str;
+
+    /// Stores a batch of notifications.
+    fn notify(&self, batch: &[Notification]) -> Result<()>;
+
+    /// Every stored payload of one trace, as JSON objects, in no particular
+    /// order.
+    fn get_events(&self, base_id: &str) -> Result<Vec<Value>> {
+        let _ = base_id;
+        Err(Error::Unsupported {
+            driver: self.name(),
+            operation: "get_events",
+        })
+    }
+
+    /// One entry per stored trace with the requested `fields` (default
+    /// `base_id` and `timestamp`).
+    fn list_traces(&self, fields: &[&str]) -> Result<Vec<Map<String, Value>>> {
+        let _ = fields;
+        Err(Error::Unsupported {
+            driver: self.name(),
+            operation: "list_traces",
+        })
+    }
+
+    /// `{"base_id", "timestamp"}` of every trace that has an error stop.
+    fn list_error_traces(&self) -> Result<Vec<Map<String, Value>>> {
+        Err(Error::Unsupported {
+            driver: self.name(),
+            operation: "list_error_traces",
+        })
+    }
+}
+
+impl<D: Driver + ?Sized> Driver for Arc<D> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    fn notify(&self, batch: &[Notification]) -> Result<()> {
+        (**self).notify(batch)
+    }
+    fn get_events(&self, base_id: &str) -> Result<Vec<Value>> {
+        (**self).get_events(base_id)
+    }
+    fn list_traces(&self, fields: &[&str]) -> Result<Vec<Map<String, Value>>> {
+        (**self).list_traces(fields)
+    }
+    fn list_error_traces(&self) -> Result<Vec<Map<String, Value>>> {
+        (**self).list_error_traces()
+    }
+}
+
+/// Creates the driver for a connection string (Python's
+/// `drivers.base.get_driver`).
+pub fn get_driver(
+    connection_string: &str,
+    project: Option<&str>,
+    service: Option<&str>,
+    host: Option<&str>,
+    conf: &ProfilerConfig,
+) -> Result<Arc<dyn Driver>> {
+    let _ = (host, conf);
+    let scheme = connection_string.split_once("://").map_or(connection_string, |(s, _)| s);
+    match scheme {
+        "memory" => Ok(Arc::new(MemoryDriver::with_identity(project, service))),
+        _ => Err(Error::UnknownDriver(redact_secrets(connection_string))),
+    }
+}
+
+/// Hides the password of every `scheme://user:password@host` in `text`.
+pub fn redact_secrets(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find("://") {
+        let (head, tail) = rest.split_at(pos + 3);
+        out.push_str(head);
+        let authority_end = tail.find(['/', ' ', '\'', '"', '?', '#']).unwrap_or(tail.len());
+        let authority = &tail[..authority_end];
+        match authority.rfind('@') {
+            Some(at) => {
+                let userinfo = &authority[..at];
+                match userinfo.find(':') {
+                    Some(colon) => {
+                        out.push_str(&userinfo[..colon]);
+                        out.push_str(":***");
+                    }
+                    None => out.push_str(userinfo),
+                }
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &tail[authority_end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_hidden() {
+        assert_eq!(redact_secrets("redis://:pw@h:6379/0"), "redis://:***@h:6379/0");
+        assert_eq!(
+            redact_secrets("cannot reach mysql://root:s3cret@db/x and amqp://u@h"),
+            "cannot reach mysql://root:***@db/x and amqp://u@h"
+        );
+        assert_eq!(redact_secrets("no url here"), "no url here");
+    }
+
+    #[test]
+    fn unknown_scheme_names_the_connection_string() {
+        let err = get_driver("foo://u:pw@x", None, None, None, &ProfilerConfig::default()).unwrap_err();
+        assert_eq!(err.to_string(), "Driver not found for connection string: foo://u:***@x");
+    }
+}

@@ -1,0 +1,66 @@
+//! Cross-service profiling, wire-compatible with OpenStack's
+//! [OSProfiler](https://docs.openstack.org/osprofiler/) 4.4.0.
+//!
+//! One signed request enters a cloud; every service it touches records
+//! start/stop notifications under one trace id; a driver stores them; the
+//! `osprofiler` CLI rebuilds the call tree. Python and Rust services share
+//! the same headers, payloads and storage layouts, so they share traces.
+//!
+//! # In applications
+//!
+//! Install a driver once, keep the flush guard alive in `main`, and start a
+//! trace per request (the server middleware does this for you when the
+//! request carries signed trace headers):
+//!
+//! ```
+//! use osprofiler::{drivers::MemoryDriver, notifier, profiler, web};
+//! use serde_json::json;
+//!
+//! let store = MemoryDriver::new();
+//! let guard = notifier::install(store.clone());
+//!
+//! profiler::init("SECRET_KEY", None, None);
+//! {
+//!     let _wsgi = profiler::Trace::new("wsgi", Some(json!({"request": {"path": "/servers"}})));
+//!     // Headers that continue this trace in the next service:
+//!     let headers = web::get_trace_id_headers();
+//!     assert!(headers.contains_key(web::X_TRACE_HMAC));
+//! }
+//! profiler::clean();
+//!
+//! drop(guard); // flushes, waiting at most 5 s
+//! let names: Vec<_> = store.payloads().iter().map(|p| p["name"].clone()).collect();
+//! assert_eq!(names, ["wsgi-start", "wsgi-stop"]);
+//! ```
+//!
+//! # In libraries
+//!
+//! Use [`profiler::Trace`] guards or the `#[trace]` attribute; they cost a
+//! thread-local check when no trace is active. In async code, spans follow
+//! the task: wrap spawned futures with
+//! [`FutureExt::in_current_profiler`](profiler::FutureExt::in_current_profiler).
+//!
+//! # Feature flags
+//!
+//! - `macros` (default): `#[trace]` and `#[trace_impl]`.
+//! - `tokio`: [`profiler::spawn`].
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod drivers;
+pub mod error;
+mod local;
+pub mod notification;
+pub mod notifier;
+pub mod profiler;
+pub mod web;
+
+pub use error::{Error, Result};
+pub use notification::Notification;
+
+/// The most used items.
+pub mod prelude {
+    pub use crate::profiler::{FutureExt as _, Trace};
+    pub use crate::{notifier, profiler, web};
+}

@@ -1,0 +1,349 @@
+//! Background collector thread.
+//!
+//! Receives batches of raw events from the caller threads, turns them into
+//! [`Notification`]s (ids to text, clock readings to UTC timestamps, `host`
+//! added) and hands them to the driver. Everything slow happens here; the
+//! caller threads only pay for a channel send per batch.
+//!
+//! Overflow policy: at most `capacity` events wait between the callers and
+//! the driver (including events kept for retry while the driver fails). A
+//! batch that would go over is dropped whole on the caller thread and
+//! counted in [`Stats::dropped`]; the first drop is logged. Failed driver
+//! calls are counted in [`Stats::failed`] and retried with backoff, so
+//! nothing within the capacity is lost to a collector outage.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+
+use crate::drivers::Driver;
+use crate::local::{Phase, RawEvent};
+use crate::notification::{format_timestamp, Notification};
+
+/// Default for [`crate::notifier::Options::capacity`].
+pub(crate) const DEFAULT_CAPACITY: usize = 100_000;
+/// Default for [`crate::notifier::Options::export_batch`].
+pub(crate) const DEFAULT_EXPORT_BATCH: usize = 1_000;
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Counters of the notification pipeline.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Events waiting for the driver right now (handed over, not yet sent).
+    pub queued: u64,
+    /// Events the driver accepted, in all.
+    pub sent: u64,
+    /// Events discarded because the buffer was full, in all.
+    pub dropped: u64,
+    /// Driver calls that failed (their events are kept and retried).
+    pub failed: u64,
+}
+
+enum Message {
+    Events(Vec<RawEvent>),
+    Payloads(Vec<Notification>),
+    SetDriver(Option<Arc<dyn Driver>>),
+    Flush(mpsc::SyncSender<usize>),
+}
+
+struct Shared {
+    sender: Sender<Message>,
+}
+
+static RECORDING: AtomicBool = AtomicBool::new(false);
+static CAPACITY: AtomicUsize = AtomicUsize::new(DEFAULT_CAPACITY);
+static EXPORT_BATCH: AtomicUsize = AtomicUsize::new(DEFAULT_EXPORT_BATCH);
+static QUEUED: AtomicU64 = AtomicU64::new(0);
+static SENT: AtomicU64 = AtomicU64::new(0);
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+static FAILED: AtomicU64 = AtomicU64::new(0);
+static DROP_LOGGED: AtomicBool = AtomicBool::new(false);
+static SHARED: OnceLock<Shared> = OnceLock::new();
+static HOST: OnceLock<String> = OnceLock::new();
+
+/// Whether events are being recorded (a driver is installed).
+#[inline]
+pub(crate) fn is_recording() -> bool {
+    RECORDING.load(Ordering::Relaxed)
+}
+
+pub(crate) fn set_capacity(capacity: usize) {
+    CAPACITY.store(capacity.max(1), Ordering::Relaxed);
+}
+
+pub(crate) fn set_export_batch(size: usize) {
+    EXPORT_BATCH.store(size.max(1), Ordering::Relaxed);
+}
+
+pub(crate) fn stats() -> Stats {
+    Stats {
+        queued: QUEUED.load(Ordering::Relaxed),
+        sent: SENT.load(Ordering::Relaxed),
+        dropped: DROPPED.load(Ordering::Relaxed),
+        failed: FAILED.load(Ordering::Relaxed),
+    }
+}
+
+/// The host name put into every `info.host`.
+pub(crate) fn host() -> &'static str {
+    HOST.get_or_init(|| gethostname::gethostname().to_string_lossy().into_owned())
+}
+
+pub(crate) fn set_host(host: String) -> bool {
+    HOST.set(host).is_ok()
+}
+
+fn shared() -> &'static Shared {
+    SHARED.get_or_init(|| {
+        let (sender, receiver) = mpsc::channel();
+        // If the thread cannot be spawned every later send fails and the
+        // events are counted as dropped: profiling degrades, the service
+        // does not.
+        let _ = std::thread::Builder::new()
+            .name("osprofiler-collector".into())
+            .spawn(move || Collector::new(receiver).run());
+        Shared { sender }
+    })
+}
+
+pub(crate) fn set_driver(driver: Option<Arc<dyn Driver>>) {
+    let recording = driver.is_some();
+    let _ = shared().sender.send(Message::SetDriver(driver));
+    RECORDING.store(recording, Ordering::Relaxed);
+}
+
+/// Reserves room for `count` events; counts them as dropped when there is
+/// none.
+fn reserve(count: usize) -> bool {
+    let count = count as u64;
+    let capacity = CAPACITY.load(Ordering::Relaxed) as u64;
+    let before = QUEUED.fetch_add(count, Ordering::Relaxed);
+    if before + count > capacity {
+        QUEUED.fetch_sub(count, Ordering::Relaxed);
+        record_drop(count);
+        return false;
+    }
+    true
+}
+
+fn record_drop(count: u64) {
+    DROPPED.fetch_add(count, Ordering::Relaxed);
+    if !DROP_LOGGED.swap(true, Ordering::Relaxed) {
+        log::warn!(
+            "osprofiler: notification buffer full ({} events); dropping notifications \
+             (counted in notifier::stats().dropped, logged once)",
+            CAPACITY.load(Ordering::Relaxed)
+        );
+    }
+}
+
+fn send(message: Message, count: usize) {
+    if let Err(lost) = shared().sender.send(message) {
+        QUEUED.fetch_sub(count as u64, Ordering::Relaxed);
+        drop(lost);
+        record_drop(count as u64);
+    }
+}
+
+/// Hands a batch recorded on a caller thread to the collector.
+pub(crate) fn submit(batch: Vec<RawEvent>) {
+    let count = batch.len();
+    if count == 0 || !reserve(count) {
+        return;
+    }
+    send(Message::Events(batch), count);
+}
+
+/// Queues ready-made notifications (Python's `notifier.notify`).
+pub(crate) fn submit_payloads(batch: Vec<Notification>) {
+    let count = batch.len();
+    if count == 0 || !reserve(count) {
+        return;
+    }
+    send(Message::Payloads(batch), count);
+}
+
+/// Waits until everything queued before this call is delivered (or `timeout`
+/// passes). Returns how many events are still waiting.
+pub(crate) fn flush(timeout: Duration) -> Result<(), usize> {
+    if SHARED.get().is_none() {
+        return Ok(());
+    }
+    let (ack, done) = mpsc::sync_channel(1);
+    if shared().sender.send(Message::Flush(ack)).is_err() {
+        return Err(QUEUED.load(Ordering::Relaxed) as usize);
+    }
+    match done.recv_timeout(timeout) {
+        Ok(0) => Ok(()),
+        Ok(left) => Err(left),
+        Err(_) => Err(QUEUED.load(Ordering::Relaxed) as usize),
+    }
+}
+
+struct Collector {
+    receiver: Receiver<Message>,
+    driver: Option<Arc<dyn Driver>>,
+    pending: VecDeque<Notification>,
+    anchor: minstant::Anchor,
+    anchored_at: Instant,
+    backoff: Duration,
+    retry_at: Option<Instant>,
+}
+
+impl Collector {
+    fn new(receiver: Receiver<Message>) -> Collector {
+        Collector {
+            receiver,
+            driver: None,
+            pending: VecDeque::new(),
+            anchor: minstant::Anchor::new(),
+            anchored_at: Instant::now(),
+            backoff: MIN_BACKOFF,
+            retry_at: None,
+        }
+    }
+
+    fn run(mut self) {
+        loop {
+            let message = match self.retry_at {
+                Some(at) => match self.receiver.recv_timeout(at.saturating_duration_since(Instant::now())) {
+                    Ok(m) => Some(m),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                },
+                None => match self.receiver.recv() {
+                    Ok(m) => Some(m),
+                    Err(_) => return,
+                },
+            };
+            let mut flushes = Vec::new();
+            if let Some(m) = message {
+                self.handle(m, &mut flushes);
+            }
+            // Take whatever else is already waiting so the driver sees big
+            // batches.
+            while let Ok(m) = self.receiver.try_recv() {
+                self.handle(m, &mut flushes);
+            }
+            let force = !flushes.is_empty();
+            self.deliver(force);
+            for ack in flushes {
+                let _ = ack.try_send(self.pending.len());
+            }
+        }
+    }
+
+    fn handle(&mut self, message: Message, flushes: &mut Vec<mpsc::SyncSender<usize>>) {
+        match message {
+            Message::Events(events) => {
+                self.reanchor();
+                let host = host();
+                let anchor = &self.anchor;
+                self.pending.extend(events.into_iter().map(|e| convert(e, anchor, host)));
+            }
+            Message::Payloads(payloads) => self.pending.extend(payloads),
+            Message::SetDriver(driver) => {
+                self.driver = driver;
+                self.retry_at = None;
+                self.backoff = MIN_BACKOFF;
+            }
+            Message::Flush(ack) => flushes.push(ack),
+        }
+    }
+
+    /// Re-reads the wall clock now and then so timestamps follow NTP
+    /// adjustments instead of drifting with the cycle counter.
+    fn reanchor(&mut self) {
+        if self.anchored_at.elapsed() > Duration::from_secs(1) {
+            self.anchor = minstant::Anchor::new();
+            self.anchored_at = Instant::now();
+        }
+    }
+
+    fn deliver(&mut self, force: bool) {
+        if self.pending.is_empty() {
+            self.retry_at = None;
+            return;
+        }
+        let Some(driver) = self.driver.clone() else {
+            // No driver: nothing can ever take these.
+            let n = self.pending.len();
+            self.pending.clear();
+            QUEUED.fetch_sub(n as u64, Ordering::Relaxed);
+            return;
+        };
+        if !force && self.retry_at.is_some_and(|at| Instant::now() < at) {
+            return;
+        }
+        let batch_size = EXPORT_BATCH.load(Ordering::Relaxed);
+        while !self.pending.is_empty() {
+            let n = self.pending.len().min(batch_size);
+            let chunk = &self.pending.make_contiguous()[..n];
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| driver.notify(chunk)));
+            match result {
+                Ok(Ok(())) => {
+                    self.pending.drain(..n);
+                    QUEUED.fetch_sub(n as u64, Ordering::Relaxed);
+                    SENT.fetch_add(n as u64, Ordering::Relaxed);
+                    self.backoff = MIN_BACKOFF;
+                    self.retry_at = None;
+                }
+                Ok(Err(error)) => {
+                    FAILED.fetch_add(1, Ordering::Relaxed);
+                    log::warn!(
+                        "osprofiler: driver {} failed ({error}); {} notifications kept for retry",
+                        driver.name(),
+                        self.pending.len()
+                    );
+                    self.retry_at = Some(Instant::now() + self.backoff);
+                    self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                    return;
+                }
+                Err(_) => {
+                    // A driver that panics on a batch would panic again on
+                    // retry: drop that batch, keep the collector alive.
+                    FAILED.fetch_add(1, Ordering::Relaxed);
+                    self.pending.drain(..n);
+                    QUEUED.fetch_sub(n as u64, Ordering::Relaxed);
+                    record_drop(n as u64);
+                }
+            }
+        }
+    }
+}
+
+fn convert(event: RawEvent, anchor: &minstant::Anchor, host: &str) -> Notification {
+    let suffix = match event.phase {
+        Phase::Start => "-start",
+        Phase::Stop => "-stop",
+    };
+    let mut name = String::with_capacity(event.name.as_str().len() + suffix.len());
+    name.push_str(event.name.as_str());
+    name.push_str(suffix);
+    let micros = (event.at.as_unix_nanos(anchor) / 1_000) as i64;
+    Notification {
+        name,
+        base_id: event.base_id.to_string(),
+        trace_id: event.trace_id.to_string(),
+        parent_id: event.parent_id.to_string(),
+        timestamp: format_timestamp(micros),
+        info: Some(info_with_host(event.info, host)),
+    }
+}
+
+/// Python adds `host` to the caller's info (replacing any `host` it had).
+fn info_with_host(info: Option<Value>, host: &str) -> Map<String, Value> {
+    let mut map = match info {
+        Some(Value::Object(map)) => map,
+        Some(Value::Null) | None => Map::new(),
+        // Python would fail on a non-dict info; keep the value visible.
+        Some(other) => Map::from_iter([("value".to_string(), other)]),
+    };
+    map.insert("host".into(), Value::from(host));
+    map
+}

@@ -1,0 +1,214 @@
+//! Trace element ids: uuid4 values kept as integers on the hot path and
+//! formatted only on the collector thread.
+
+use std::cell::Cell;
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+
+/// The id of one trace element.
+///
+/// Ids made by this library are uuid4 values stored as 128-bit integers, so
+/// recording one costs no allocation. Ids that arrive from outside (a base id
+/// given to [`init`](crate::profiler::init), a header from a peer) may be any
+/// text, as in Python osprofiler; those are kept as shared strings.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum Id {
+    /// A uuid, as its 128-bit integer.
+    Uuid(u128),
+    /// Any other text.
+    Text(Arc<str>),
+}
+
+impl Id {
+    /// A fresh random uuid4.
+    #[inline]
+    pub fn random() -> Id {
+        Id::Uuid(random_uuid4())
+    }
+
+    /// Parses `text` as a canonical uuid when it is one (lowercase or
+    /// uppercase hex with dashes); keeps it as text otherwise, so the string
+    /// written back out is always the string that came in.
+    pub fn from_text(text: &str) -> Id {
+        match parse_canonical_uuid(text) {
+            Some(value) if format_uuid(value) == text => Id::Uuid(value),
+            _ => Id::Text(Arc::from(text)),
+        }
+    }
+
+    /// The 128-bit integer of this id when it is a uuid (Python's
+    /// `uuid_to_int128`).
+    pub fn as_u128(&self) -> Option<u128> {
+        match self {
+            Id::Uuid(v) => Some(*v),
+            Id::Text(t) => parse_uuid(t),
+        }
+    }
+}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Id::Uuid(v) => f.write_str(&format_uuid(*v)),
+            Id::Text(t) => f.write_str(t),
+        }
+    }
+}
+
+impl fmt::Debug for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Id({self})")
+    }
+}
+
+thread_local! {
+    static RNG: Cell<u64> = Cell::new(seed());
+}
+
+fn seed() -> u64 {
+    // RandomState is seeded from the OS once per thread and varied per call,
+    // which is all a trace id needs: ids must not collide, not be secret.
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u64(std::process::id() as u64);
+    hasher.finish() | 1
+}
+
+#[inline]
+fn wyrand(state: &Cell<u64>) -> u64 {
+    let s = state.get().wrapping_add(0xa076_1d64_78bd_642f);
+    state.set(s);
+    let t = u128::from(s) * u128::from(s ^ 0xe703_7ed1_a0b4_28db);
+    (t as u64) ^ ((t >> 64) as u64)
+}
+
+/// A random uuid4 as an integer (version and variant bits set).
+#[inline]
+pub(crate) fn random_uuid4() -> u128 {
+    let (hi, lo) = RNG.with(|s| (wyrand(s), wyrand(s)));
+    let raw = (u128::from(hi) << 64) | u128::from(lo);
+    (raw & !(0xf << 76) & !(0x3 << 62)) | (0x4 << 76) | (0x2 << 62)
+}
+
+/// Formats a uuid integer as `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`.
+pub(crate) fn format_uuid(value: u128) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 36];
+    let mut pos = 0;
+    for nibble in 0..32 {
+        if matches!(nibble, 8 | 12 | 16 | 20) {
+            out[pos] = b'-';
+            pos += 1;
+        }
+        let shift = 124 - nibble * 4;
+        out[pos] = HEX[((value >> shift) & 0xf) as usize];
+        pos += 1;
+    }
+    out.iter().map(|&b| b as char).collect()
+}
+
+fn parse_canonical_uuid(text: &str) -> Option<u128> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 36 {
+        return None;
+    }
+    let mut value: u128 = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            if b != b'-' {
+                return None;
+            }
+            continue;
+        }
+        value = (value << 4) | u128::from(hex_value(b)?);
+    }
+    Some(value)
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Parses a uuid the way Python's `uuid.UUID(text)` does: optional `urn:uuid:`
+/// prefix, optional braces, dashes anywhere, 32 hex digits.
+pub(crate) fn parse_uuid(text: &str) -> Option<u128> {
+    let mut s = text.trim();
+    if let Some(rest) = s.strip_prefix("urn:uuid:") {
+        s = rest;
+    }
+    s = s.trim_matches(|c| c == '{' || c == '}');
+    let mut value: u128 = 0;
+    let mut digits = 0;
+    for b in s.bytes() {
+        if b == b'-' {
+            continue;
+        }
+        value = (value << 4) | u128::from(hex_value(b)?);
+        digits += 1;
+        if digits > 32 {
+            return None;
+        }
+    }
+    (digits == 32).then_some(value)
+}
+
+/// The lowest 64 bits of a uuid (Python's `shorten_id`); a text that is not
+/// a uuid gets a fresh random id, as upstream does.
+pub fn shorten_id(uuid: &str) -> u64 {
+    parse_uuid(uuid).unwrap_or_else(random_uuid4) as u64
+}
+
+/// The full 128-bit integer of a uuid (Python's `uuid_to_int128`); a text that
+/// is not a uuid gets a fresh random id, as upstream does.
+pub fn uuid_to_int128(uuid: &str) -> u128 {
+    parse_uuid(uuid).unwrap_or_else(random_uuid4)
+}
+
+/// [`shorten_id`] as lowercase hex without padding (Python's
+/// `Profiler.get_shorten_id`).
+pub fn get_shorten_id(uuid: &str) -> String {
+    format!("{:x}", shorten_id(uuid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_ids_are_version_4_and_distinct() {
+        let a = format_uuid(random_uuid4());
+        let b = format_uuid(random_uuid4());
+        assert_ne!(a, b);
+        assert_eq!(&a[14..15], "4");
+        assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"), "{a}");
+    }
+
+    #[test]
+    fn uuid_text_round_trips() {
+        let text = "0f2b6a3c-1d4e-4f5a-8b6c-7d8e9f0a1b2c";
+        let id = Id::from_text(text);
+        assert!(matches!(id, Id::Uuid(_)));
+        assert_eq!(id.to_string(), text);
+        // Uppercase stays text so it is written back unchanged.
+        let upper = text.to_uppercase();
+        assert_eq!(Id::from_text(&upper).to_string(), upper);
+        assert!(matches!(Id::from_text("1"), Id::Text(_)));
+    }
+
+    #[test]
+    fn shorten_id_takes_low_64_bits() {
+        // Value computed with Python: format(uuid.UUID(x).int & (2**64-1), "x")
+        assert_eq!(
+            get_shorten_id("0f2b6a3c-1d4e-4f5a-8b6c-7d8e9f0a1b2c"),
+            "8b6c7d8e9f0a1b2c"
+        );
+        assert_eq!(get_shorten_id("{0F2B6A3C1D4E4F5A8B6C00000000000a}"), "8b6c00000000000a");
+        assert_ne!(get_shorten_id("not a uuid"), get_shorten_id("not a uuid"));
+    }
+}

@@ -1,0 +1,310 @@
+//! `signed_pack` / `signed_unpack`: the signed trace headers of Python's
+//! `osprofiler._utils`, accepting exactly what Python accepts.
+
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use serde_json::{Map, Value};
+use sha1::Sha1;
+
+/// Largest `X-Trace-Info` value looked at; longer ones are not trusted
+/// (a real one is under 200 bytes).
+pub const MAX_HEADER_LEN: usize = 8 * 1024;
+
+/// Trace data recovered from trusted headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceInfo {
+    /// The trace's base id.
+    pub base_id: String,
+    /// The element the request continues, if given.
+    pub parent_id: Option<String>,
+    /// The server key that validated the signature.
+    pub hmac_key: String,
+}
+
+/// Lowercase hex HMAC-SHA1 of `data` under `key` (Python's `generate_hmac`).
+pub fn generate_hmac(data: &[u8], key: &str) -> String {
+    hex(&hmac_sha1(data, key))
+}
+
+fn hmac_sha1(data: &[u8], key: &str) -> [u8; 20] {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = <Hmac<Sha1> as Mac>::new_from_slice(key.as_bytes()).expect("HMAC takes any key length");
+    mac.update(data);
+    mac.finalize().into_bytes().into()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0xf)] as char);
+    }
+    out
+}
+
+/// Packs and signs `data` (Python's `signed_pack`): URL-safe base64 of the
+/// JSON text, and the HMAC of that base64 text (none without a key).
+///
+/// The JSON text is written as Python's `json.dumps` writes it (`", "` and
+/// `": "` separators, non-ASCII escaped), so both sides sign the same bytes.
+pub fn signed_pack(data: &Map<String, Value>, hmac_key: Option<&str>) -> (String, Option<String>) {
+    let json = python_json_dumps(&Value::Object(data.clone()));
+    let packed = base64::engine::general_purpose::URL_SAFE.encode(json.as_bytes());
+    let signature = hmac_key.filter(|k| !k.is_empty()).map(|k| generate_hmac(packed.as_bytes(), k));
+    (packed, signature)
+}
+
+/// Checks and unpacks trace headers (Python's `signed_unpack` followed by
+/// the middleware's key-set check).
+///
+/// Returns `None` ("not trusted") unless: both values are present, the HMAC
+/// is non-empty after trimming and equals, in constant time, the HMAC of
+/// `data` under one of `hmac_keys`; `data` decodes (as Python's lenient
+/// URL-safe base64) to a JSON object whose keys are `base_id` (required),
+/// `parent_id` and `hmac_key` (optional) and nothing else. Ids must be
+/// strings. Never panics, whatever the input.
+pub fn signed_unpack<K: AsRef<str>>(data: Option<&str>, hmac_data: Option<&str>, hmac_keys: &[K]) -> Option<TraceInfo> {
+    let data = data.filter(|d| !d.is_empty() && d.len() <= MAX_HEADER_LEN)?;
+    let hmac_data = hmac_data?.trim_matches(is_python_whitespace);
+    if hmac_data.is_empty() || hmac_keys.is_empty() {
+        return None;
+    }
+    let key = hmac_keys
+        .iter()
+        .map(AsRef::as_ref)
+        .find(|key| constant_time_eq(hmac_data.as_bytes(), generate_hmac(data.as_bytes(), key).as_bytes()))?;
+    let decoded = python_urlsafe_b64decode(data)?;
+    let text = std::str::from_utf8(&decoded).ok()?;
+    let Value::Object(fields) = serde_json::from_str::<Value>(text).ok()? else {
+        return None;
+    };
+    let mut base_id = None;
+    let mut parent_id = None;
+    for (name, value) in fields {
+        match name.as_str() {
+            "base_id" => base_id = Some(value),
+            "parent_id" => parent_id = Some(value),
+            // Python overwrites it with the validating key.
+            "hmac_key" => {}
+            _ => return None,
+        }
+    }
+    let base_id = match base_id? {
+        Value::String(s) => s,
+        _ => return None,
+    };
+    let parent_id = match parent_id {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(_) => return None,
+    };
+    Some(TraceInfo {
+        base_id,
+        parent_id,
+        hmac_key: key.to_string(),
+    })
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    // Length is not secret (the HMAC is always 40 hex digits).
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// What Python's `str.strip()` removes.
+fn is_python_whitespace(c: char) -> bool {
+    c.is_whitespace() || matches!(c, '\x1c'..='\x1f')
+}
+
+/// Python's `base64.urlsafe_b64decode` on a `str`: ASCII only; `-`/`_` read
+/// as `+`/`/` (which stay valid too); characters outside the alphabet
+/// skipped; padding handled as CPython's `binascii.a2b_base64` in
+/// non-strict mode.
+fn python_urlsafe_b64decode(text: &str) -> Option<Vec<u8>> {
+    if !text.is_ascii() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let mut quad_pos = 0u8;
+    let mut left: u32 = 0;
+    let mut pads = 0u8;
+    for &c in text.as_bytes() {
+        if c == b'=' {
+            if quad_pos >= 2 {
+                pads += 1;
+                if quad_pos + pads >= 4 {
+                    return Some(out);
+                }
+            }
+            continue;
+        }
+        let Some(v) = sextet(c) else { continue };
+        let v = u32::from(v);
+        pads = 0;
+        match quad_pos {
+            0 => {
+                left = v;
+                quad_pos = 1;
+            }
+            1 => {
+                out.push(((left << 2) | (v >> 4)) as u8);
+                left = v & 0x0f;
+                quad_pos = 2;
+            }
+            2 => {
+                out.push(((left << 4) | (v >> 2)) as u8);
+                left = v & 0x03;
+                quad_pos = 3;
+            }
+            _ => {
+                out.push(((left << 6) | v) as u8);
+                left = 0;
+                quad_pos = 0;
+            }
+        }
+    }
+    (quad_pos == 0).then_some(out)
+}
+
+fn sextet(c: u8) -> Option<u8> {
+    match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' | b'-' => Some(62),
+        b'/' | b'_' => Some(63),
+        _ => None,
+    }
+}
+
+/// `json.dumps(value)` with Python's defaults.
+pub(crate) fn python_json_dumps(value: &Value) -> String {
+    let mut out = String::new();
+    write_python_json(value, &mut out);
+    out
+}
+
+fn write_python_json(value: &Value, out: &mut String) {
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => out.push_str(&n.to_string()),
+        Value::String(s) => write_python_str(s, out),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_python_json(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            out.push('{');
+            for (i, (k, v)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_python_str(k, out);
+                out.push_str(": ");
+                write_python_json(v, out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+fn write_python_str(s: &str, out: &mut String) {
+    use std::fmt::Write;
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    let _ = write!(out, "\\u{unit:04x}");
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn map(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn pack_matches_python_bytes() {
+        // Python: signed_pack({"base_id": "1", "parent_id": "2"}, "secret")
+        let (data, sig) = signed_pack(&map(json!({"base_id": "1", "parent_id": "2"})), Some("secret"));
+        assert_eq!(data, "eyJiYXNlX2lkIjogIjEiLCAicGFyZW50X2lkIjogIjIifQ==");
+        assert_eq!(sig.as_deref(), Some(generate_hmac(data.as_bytes(), "secret").as_str()));
+        assert_eq!(signed_pack(&map(json!({"a": 1})), None).1, None);
+    }
+
+    #[test]
+    fn unpack_round_trip_and_refusals() {
+        let (data, sig) = signed_pack(&map(json!({"base_id": "b", "parent_id": "p"})), Some("k2"));
+        let info = signed_unpack(Some(&data), sig.as_deref(), &["k1", "k2"]).unwrap();
+        assert_eq!(info.base_id, "b");
+        assert_eq!(info.parent_id.as_deref(), Some("p"));
+        assert_eq!(info.hmac_key, "k2");
+        assert!(signed_unpack(Some(&data), sig.as_deref(), &["k1"]).is_none());
+        assert!(signed_unpack(Some(&data), Some(&sig.clone().unwrap().to_uppercase()), &["k2"]).is_none());
+        assert!(signed_unpack(Some(&data), Some("  "), &["k2"]).is_none());
+        assert!(signed_unpack(None, sig.as_deref(), &["k2"]).is_none());
+        assert!(signed_unpack::<&str>(Some(&data), sig.as_deref(), &[]).is_none());
+        let padded = format!(" {} \n", sig.as_deref().unwrap());
+        assert!(signed_unpack(Some(&data), Some(&padded), &["k2"]).is_some());
+    }
+
+    #[test]
+    fn unpack_checks_key_set() {
+        for (payload, ok) in [
+            (json!({"base_id": "b"}), true),
+            (json!({"base_id": "b", "hmac_key": "x"}), true),
+            (json!({"parent_id": "p"}), false),
+            (json!({"base_id": "b", "extra": 1}), false),
+            (json!(["base_id"]), false),
+        ] {
+            let text = serde_json::to_string(&payload).unwrap();
+            let data = base64::engine::general_purpose::URL_SAFE.encode(text);
+            let sig = generate_hmac(data.as_bytes(), "k");
+            assert_eq!(signed_unpack(Some(&data), Some(&sig), &["k"]).is_some(), ok, "{payload}");
+        }
+    }
+
+    #[test]
+    fn lenient_base64_like_cpython() {
+        assert_eq!(python_urlsafe_b64decode("YQ==").unwrap(), b"a");
+        assert_eq!(python_urlsafe_b64decode("Y Q = =").unwrap(), b"a");
+        assert_eq!(python_urlsafe_b64decode("YQ==garbage").unwrap(), b"a");
+        assert_eq!(python_urlsafe_b64decode("YQ").as_deref(), None);
+        assert_eq!(python_urlsafe_b64decode("Y").as_deref(), None);
+        assert_eq!(python_urlsafe_b64decode("-_-_").unwrap(), python_urlsafe_b64decode("+/+/").unwrap());
+        assert_eq!(python_urlsafe_b64decode("é"), None);
+    }
+
+    #[test]
+    fn python_json_escapes_non_ascii() {
+        assert_eq!(python_json_dumps(&json!({"a": "é\u{1F600}"})), r#"{"a": "\u00e9\ud83d\ude00"}"#);
+    }
+}
