@@ -160,13 +160,23 @@ mod tests {
         let t = 1_795_253_491_298_649;
         assert_eq!(format_timestamp(t), "2026-11-21T09:31:31.298649");
         assert_eq!(parse_timestamp("2026-11-21T09:31:31.298649"), Some(t));
-        assert_eq!(format_timestamp(951_782_400_000_001), "2000-02-29T00:00:00.000001");
+        assert_eq!(
+            format_timestamp(951_782_400_000_001),
+            "2000-02-29T00:00:00.000001"
+        );
     }
 
     #[test]
     fn parse_accepts_short_fractions_and_rejects_garbage() {
         assert_eq!(parse_timestamp("1970-01-01T00:00:01.5"), Some(1_500_000));
-        for bad in ["", "2026-13-01T00:00:00.000000", "2026-02-30T00:00:00.0", "x026-01-01T00:00:00.000000", "2026-01-01T00:00:00.", "2026-01-01T24:00:00.000000"] {
+        for bad in [
+            "",
+            "2026-13-01T00:00:00.000000",
+            "2026-02-30T00:00:00.0",
+            "x026-01-01T00:00:00.000000",
+            "2026-01-01T00:00:00.",
+            "2026-01-01T24:00:00.000000",
+        ] {
             assert_eq!(parse_timestamp(bad), None, "{bad}");
         }
     }

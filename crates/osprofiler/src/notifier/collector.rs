@@ -211,7 +211,10 @@ impl Collector {
     fn run(mut self) {
         loop {
             let message = match self.retry_at {
-                Some(at) => match self.receiver.recv_timeout(at.saturating_duration_since(Instant::now())) {
+                Some(at) => match self
+                    .receiver
+                    .recv_timeout(at.saturating_duration_since(Instant::now()))
+                {
                     Ok(m) => Some(m),
                     Err(RecvTimeoutError::Timeout) => None,
                     Err(RecvTimeoutError::Disconnected) => return,
@@ -244,7 +247,8 @@ impl Collector {
                 self.reanchor();
                 let host = host();
                 let anchor = &self.anchor;
-                self.pending.extend(events.into_iter().map(|e| convert(e, anchor, host)));
+                self.pending
+                    .extend(events.into_iter().map(|e| convert(e, anchor, host)));
             }
             Message::Payloads(payloads) => self.pending.extend(payloads),
             Message::SetDriver(driver) => {
@@ -284,7 +288,8 @@ impl Collector {
         while !self.pending.is_empty() {
             let n = self.pending.len().min(batch_size);
             let chunk = &self.pending.make_contiguous()[..n];
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| driver.notify(chunk)));
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| driver.notify(chunk)));
             match result {
                 Ok(Ok(())) => {
                     self.pending.drain(..n);

@@ -208,7 +208,10 @@ mod tests {
             get_shorten_id("0f2b6a3c-1d4e-4f5a-8b6c-7d8e9f0a1b2c"),
             "8b6c7d8e9f0a1b2c"
         );
-        assert_eq!(get_shorten_id("{0F2B6A3C1D4E4F5A8B6C00000000000a}"), "8b6c00000000000a");
+        assert_eq!(
+            get_shorten_id("{0F2B6A3C1D4E4F5A8B6C00000000000a}"),
+            "8b6c00000000000a"
+        );
         assert_ne!(get_shorten_id("not a uuid"), get_shorten_id("not a uuid"));
     }
 }

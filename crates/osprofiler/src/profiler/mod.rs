@@ -13,9 +13,9 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-pub use future::{scope, FutureExt, WithProfiler};
 #[cfg(feature = "tokio")]
 pub use future::spawn;
+pub use future::{scope, FutureExt, WithProfiler};
 pub use id::{get_shorten_id, shorten_id, uuid_to_int128, Id};
 
 pub use crate::local::Name;

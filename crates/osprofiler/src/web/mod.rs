@@ -45,5 +45,9 @@ pub fn trace_headers(base_id: &str, parent_id: &str, hmac_key: &str) -> Option<(
 /// Splits a comma-separated key list (`"k1, k2"`), dropping blanks
 /// (Python's `_utils.split`).
 pub fn split_keys(keys: &str) -> Vec<String> {
-    keys.split(',').map(str::trim).filter(|k| !k.is_empty()).map(String::from).collect()
+    keys.split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(String::from)
+        .collect()
 }

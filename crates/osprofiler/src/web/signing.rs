@@ -28,7 +28,8 @@ pub fn generate_hmac(data: &[u8], key: &str) -> String {
 
 fn hmac_sha1(data: &[u8], key: &str) -> [u8; 20] {
     // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac = <Hmac<Sha1> as Mac>::new_from_slice(key.as_bytes()).expect("HMAC takes any key length");
+    let mut mac =
+        <Hmac<Sha1> as Mac>::new_from_slice(key.as_bytes()).expect("HMAC takes any key length");
     mac.update(data);
     mac.finalize().into_bytes().into()
 }
@@ -51,7 +52,9 @@ fn hex(bytes: &[u8]) -> String {
 pub fn signed_pack(data: &Map<String, Value>, hmac_key: Option<&str>) -> (String, Option<String>) {
     let json = python_json_dumps(&Value::Object(data.clone()));
     let packed = base64::engine::general_purpose::URL_SAFE.encode(json.as_bytes());
-    let signature = hmac_key.filter(|k| !k.is_empty()).map(|k| generate_hmac(packed.as_bytes(), k));
+    let signature = hmac_key
+        .filter(|k| !k.is_empty())
+        .map(|k| generate_hmac(packed.as_bytes(), k));
     (packed, signature)
 }
 
@@ -64,16 +67,22 @@ pub fn signed_pack(data: &Map<String, Value>, hmac_key: Option<&str>) -> (String
 /// URL-safe base64) to a JSON object whose keys are `base_id` (required),
 /// `parent_id` and `hmac_key` (optional) and nothing else. Ids must be
 /// strings. Never panics, whatever the input.
-pub fn signed_unpack<K: AsRef<str>>(data: Option<&str>, hmac_data: Option<&str>, hmac_keys: &[K]) -> Option<TraceInfo> {
+pub fn signed_unpack<K: AsRef<str>>(
+    data: Option<&str>,
+    hmac_data: Option<&str>,
+    hmac_keys: &[K],
+) -> Option<TraceInfo> {
     let data = data.filter(|d| !d.is_empty() && d.len() <= MAX_HEADER_LEN)?;
     let hmac_data = hmac_data?.trim_matches(is_python_whitespace);
     if hmac_data.is_empty() || hmac_keys.is_empty() {
         return None;
     }
-    let key = hmac_keys
-        .iter()
-        .map(AsRef::as_ref)
-        .find(|key| constant_time_eq(hmac_data.as_bytes(), generate_hmac(data.as_bytes(), key).as_bytes()))?;
+    let key = hmac_keys.iter().map(AsRef::as_ref).find(|key| {
+        constant_time_eq(
+            hmac_data.as_bytes(),
+            generate_hmac(data.as_bytes(), key).as_bytes(),
+        )
+    })?;
     let decoded = python_urlsafe_b64decode(data)?;
     let text = std::str::from_utf8(&decoded).ok()?;
     let Value::Object(fields) = serde_json::from_str::<Value>(text).ok()? else {
@@ -254,9 +263,15 @@ mod tests {
     #[test]
     fn pack_matches_python_bytes() {
         // Python: signed_pack({"base_id": "1", "parent_id": "2"}, "secret")
-        let (data, sig) = signed_pack(&map(json!({"base_id": "1", "parent_id": "2"})), Some("secret"));
+        let (data, sig) = signed_pack(
+            &map(json!({"base_id": "1", "parent_id": "2"})),
+            Some("secret"),
+        );
         assert_eq!(data, "eyJiYXNlX2lkIjogIjEiLCAicGFyZW50X2lkIjogIjIifQ==");
-        assert_eq!(sig.as_deref(), Some(generate_hmac(data.as_bytes(), "secret").as_str()));
+        assert_eq!(
+            sig.as_deref(),
+            Some(generate_hmac(data.as_bytes(), "secret").as_str())
+        );
         assert_eq!(signed_pack(&map(json!({"a": 1})), None).1, None);
     }
 
@@ -268,7 +283,12 @@ mod tests {
         assert_eq!(info.parent_id.as_deref(), Some("p"));
         assert_eq!(info.hmac_key, "k2");
         assert!(signed_unpack(Some(&data), sig.as_deref(), &["k1"]).is_none());
-        assert!(signed_unpack(Some(&data), Some(&sig.clone().unwrap().to_uppercase()), &["k2"]).is_none());
+        assert!(signed_unpack(
+            Some(&data),
+            Some(&sig.clone().unwrap().to_uppercase()),
+            &["k2"]
+        )
+        .is_none());
         assert!(signed_unpack(Some(&data), Some("  "), &["k2"]).is_none());
         assert!(signed_unpack(None, sig.as_deref(), &["k2"]).is_none());
         assert!(signed_unpack::<&str>(Some(&data), sig.as_deref(), &[]).is_none());
@@ -288,7 +308,11 @@ mod tests {
             let text = serde_json::to_string(&payload).unwrap();
             let data = base64::engine::general_purpose::URL_SAFE.encode(text);
             let sig = generate_hmac(data.as_bytes(), "k");
-            assert_eq!(signed_unpack(Some(&data), Some(&sig), &["k"]).is_some(), ok, "{payload}");
+            assert_eq!(
+                signed_unpack(Some(&data), Some(&sig), &["k"]).is_some(),
+                ok,
+                "{payload}"
+            );
         }
     }
 
@@ -299,12 +323,18 @@ mod tests {
         assert_eq!(python_urlsafe_b64decode("YQ==garbage").unwrap(), b"a");
         assert_eq!(python_urlsafe_b64decode("YQ").as_deref(), None);
         assert_eq!(python_urlsafe_b64decode("Y").as_deref(), None);
-        assert_eq!(python_urlsafe_b64decode("-_-_").unwrap(), python_urlsafe_b64decode("+/+/").unwrap());
+        assert_eq!(
+            python_urlsafe_b64decode("-_-_").unwrap(),
+            python_urlsafe_b64decode("+/+/").unwrap()
+        );
         assert_eq!(python_urlsafe_b64decode("é"), None);
     }
 
     #[test]
     fn python_json_escapes_non_ascii() {
-        assert_eq!(python_json_dumps(&json!({"a": "é\u{1F600}"})), r#"{"a": "\u00e9\ud83d\ude00"}"#);
+        assert_eq!(
+            python_json_dumps(&json!({"a": "é\u{1F600}"})),
+            r#"{"a": "\u00e9\ud83d\ude00"}"#
+        );
     }
 }
