@@ -54,6 +54,8 @@ mod local;
 pub mod notification;
 pub mod notifier;
 pub mod profiler;
+mod pyjson;
+pub mod report;
 pub mod web;
 
 pub use error::{Error, Result};

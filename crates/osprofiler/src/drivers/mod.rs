@@ -5,6 +5,7 @@
 //! reports call the read side.
 
 mod memory;
+pub(crate) mod sql_layout;
 
 use std::fmt;
 use std::sync::Arc;
@@ -55,6 +56,13 @@ pub trait Driver: Send + Sync + fmt::Debug + 'static {
             operation: "list_error_traces",
         })
     }
+
+    /// The call tree of one trace (Python's `get_report`): by default
+    /// [`report::build`](crate::report::build) over
+    /// [`get_events`](Driver::get_events).
+    fn get_report(&self, base_id: &str) -> Result<crate::report::Report> {
+        Ok(crate::report::build(self.get_events(base_id)?))
+    }
 }
 
 impl<D: Driver + ?Sized> Driver for Arc<D> {
@@ -72,6 +80,9 @@ impl<D: Driver + ?Sized> Driver for Arc<D> {
     }
     fn list_error_traces(&self) -> Result<Vec<Map<String, Value>>> {
         (**self).list_error_traces()
+    }
+    fn get_report(&self, base_id: &str) -> Result<crate::report::Report> {
+        (**self).get_report(base_id)
     }
 }
 
