@@ -65,8 +65,14 @@ pub fn signed_pack(data: &Map<String, Value>, hmac_key: Option<&str>) -> (String
 /// is non-empty after trimming and equals, in constant time, the HMAC of
 /// `data` under one of `hmac_keys`; `data` decodes (as Python's lenient
 /// URL-safe base64) to a JSON object whose keys are `base_id` (required),
-/// `parent_id` and `hmac_key` (optional) and nothing else. Ids must be
-/// strings. Never panics, whatever the input.
+/// `parent_id` and `hmac_key` (optional) and nothing else. Never panics,
+/// whatever the input.
+///
+/// Python 4.4.0 accepts four things this refuses (checked against it by
+/// `tests/interop_headers.rs`): ids that are not strings (`{"base_id": 5}`),
+/// ids holding a lone UTF-16 surrogate escape (`"\ud800"`, no valid text),
+/// JSON beyond the standard (`NaN`, `Infinity`, 128+ levels of nesting),
+/// and `data` longer than [`MAX_HEADER_LEN`].
 pub fn signed_unpack<K: AsRef<str>>(
     data: Option<&str>,
     hmac_data: Option<&str>,
