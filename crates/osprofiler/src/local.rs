@@ -135,7 +135,8 @@ struct ThreadState {
 impl ThreadState {
     fn hand_over(&mut self) {
         if !self.buffer.is_empty() {
-            let batch = std::mem::replace(&mut self.buffer, Vec::with_capacity(LOCAL_BATCH));
+            // Start small again: most requests record a few dozen events.
+            let batch = std::mem::replace(&mut self.buffer, Vec::with_capacity(16));
             collector::submit(batch);
         }
     }
@@ -216,7 +217,7 @@ pub(crate) fn start(name: Name, info: Option<Value>) -> bool {
         let Some(ctx) = s.context.as_mut() else {
             return false;
         };
-        let trace_id = Id::Uuid(random_uuid4());
+        let trace_id = Id::from_u128(random_uuid4());
         let parent_id = ctx.stack[ctx.stack.len() - 1].clone();
         ctx.stack.push(trace_id.clone());
         ctx.names.push(name.clone());

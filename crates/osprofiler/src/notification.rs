@@ -73,12 +73,27 @@ pub fn format_timestamp(unix_micros: i64) -> String {
     let days = secs.div_euclid(86_400);
     let secs_of_day = secs.rem_euclid(86_400);
     let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}",
-        secs_of_day / 3600,
-        secs_of_day % 3600 / 60,
-        secs_of_day % 60
-    )
+    if !(0..=9999).contains(&year) {
+        // Outside strftime's four-digit range; never produced by a clock.
+        return format!("{year:04}-{month:02}-{day:02}T00:00:00.000000");
+    }
+    let mut out = String::with_capacity(26);
+    let mut digits = |value: i64, width: u32, sep: Option<char>| {
+        for i in (0..width).rev() {
+            out.push(char::from(b'0' + (value / 10_i64.pow(i) % 10) as u8));
+        }
+        if let Some(c) = sep {
+            out.push(c);
+        }
+    };
+    digits(year, 4, Some('-'));
+    digits(month, 2, Some('-'));
+    digits(day, 2, Some('T'));
+    digits(secs_of_day / 3600, 2, Some(':'));
+    digits(secs_of_day % 3600 / 60, 2, Some(':'));
+    digits(secs_of_day % 60, 2, Some('.'));
+    digits(micros, 6, None);
+    out
 }
 
 /// Parses a `%Y-%m-%dT%H:%M:%S.%f` timestamp into microseconds since the

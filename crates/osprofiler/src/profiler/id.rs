@@ -15,8 +15,9 @@ use std::sync::Arc;
 /// text, as in Python osprofiler; those are kept as shared strings.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub enum Id {
-    /// A uuid, as its 128-bit integer.
-    Uuid(u128),
+    /// A uuid, as its 128-bit integer split into high and low halves (kept
+    /// as two `u64` so an `Id` is 24 bytes, not 32).
+    Uuid([u64; 2]),
     /// Any other text.
     Text(Arc<str>),
 }
@@ -25,7 +26,13 @@ impl Id {
     /// A fresh random uuid4.
     #[inline]
     pub fn random() -> Id {
-        Id::Uuid(random_uuid4())
+        Id::from_u128(random_uuid4())
+    }
+
+    /// The id of a uuid given as its integer.
+    #[inline]
+    pub fn from_u128(value: u128) -> Id {
+        Id::Uuid([(value >> 64) as u64, value as u64])
     }
 
     /// Parses `text` as a canonical uuid when it is one (lowercase or
@@ -33,7 +40,7 @@ impl Id {
     /// written back out is always the string that came in.
     pub fn from_text(text: &str) -> Id {
         match parse_canonical_uuid(text) {
-            Some(value) if format_uuid(value) == text => Id::Uuid(value),
+            Some(value) if format_uuid(value) == text => Id::from_u128(value),
             _ => Id::Text(Arc::from(text)),
         }
     }
@@ -42,7 +49,7 @@ impl Id {
     /// `uuid_to_int128`).
     pub fn as_u128(&self) -> Option<u128> {
         match self {
-            Id::Uuid(v) => Some(*v),
+            Id::Uuid([hi, lo]) => Some((u128::from(*hi) << 64) | u128::from(*lo)),
             Id::Text(t) => parse_uuid(t),
         }
     }
@@ -51,7 +58,9 @@ impl Id {
 impl fmt::Display for Id {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Id::Uuid(v) => f.write_str(&format_uuid(*v)),
+            Id::Uuid([hi, lo]) => {
+                f.write_str(&format_uuid((u128::from(*hi) << 64) | u128::from(*lo)))
+            }
             Id::Text(t) => f.write_str(t),
         }
     }
@@ -94,18 +103,15 @@ pub(crate) fn random_uuid4() -> u128 {
 /// Formats a uuid integer as `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`.
 pub(crate) fn format_uuid(value: u128) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = [0u8; 36];
-    let mut pos = 0;
+    let mut out = String::with_capacity(36);
     for nibble in 0..32 {
         if matches!(nibble, 8 | 12 | 16 | 20) {
-            out[pos] = b'-';
-            pos += 1;
+            out.push('-');
         }
         let shift = 124 - nibble * 4;
-        out[pos] = HEX[((value >> shift) & 0xf) as usize];
-        pos += 1;
+        out.push(HEX[((value >> shift) & 0xf) as usize] as char);
     }
-    out.iter().map(|&b| b as char).collect()
+    out
 }
 
 fn parse_canonical_uuid(text: &str) -> Option<u128> {
@@ -194,6 +200,7 @@ mod tests {
         let text = "0f2b6a3c-1d4e-4f5a-8b6c-7d8e9f0a1b2c";
         let id = Id::from_text(text);
         assert!(matches!(id, Id::Uuid(_)));
+        assert_eq!(std::mem::size_of::<Id>(), 24);
         assert_eq!(id.to_string(), text);
         // Uppercase stays text so it is written back unchanged.
         let upper = text.to_uppercase();
