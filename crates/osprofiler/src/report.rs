@@ -140,16 +140,32 @@ impl ReportBuilder {
             return false;
         };
         let text = |key: &str| obj.get(key).and_then(Value::as_str).map(str::to_owned);
-        let (Some(trace_id), Some(parent_id), Some(name), Some(timestamp)) =
-            (text("trace_id"), text("parent_id"), text("name"), text("timestamp"))
-        else {
+        let (Some(trace_id), Some(parent_id), Some(name), Some(timestamp)) = (
+            text("trace_id"),
+            text("parent_id"),
+            text("name"),
+            text("timestamp"),
+        ) else {
             self.skipped += 1;
             return false;
         };
         let field = |key: &str| obj.get(key).cloned().unwrap_or(Value::Null);
         let (project, service) = (field("project"), field("service"));
-        let host = obj.get("info").and_then(|i| i.get("host")).cloned().unwrap_or(Value::Null);
-        self.append(Event { trace_id, parent_id, name, project, service, host, timestamp, raw_payload: payload })
+        let host = obj
+            .get("info")
+            .and_then(|i| i.get("host"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        self.append(Event {
+            trace_id,
+            parent_id,
+            name,
+            project,
+            service,
+            host,
+            timestamp,
+            raw_payload: payload,
+        })
     }
 
     /// Adds one notification (Python's `_append_results`). Returns false
@@ -199,7 +215,9 @@ impl ReportBuilder {
         let is_stop = event.name.ends_with("stop");
         let exception = if is_stop {
             match event.raw_payload.get("info") {
-                Some(Value::Object(info)) => info.get("etype").cloned().unwrap_or_else(|| "None".into()),
+                Some(Value::Object(info)) => {
+                    info.get("etype").cloned().unwrap_or_else(|| "None".into())
+                }
                 _ => Value::from("None"),
             }
         } else {
@@ -234,7 +252,14 @@ impl ReportBuilder {
 
     /// Builds the tree (Python's `_parse_results` and `_build_tree`).
     pub fn finish(self) -> Report {
-        let ReportBuilder { mut nodes, index, started_at, finished_at, last_started_at, skipped } = self;
+        let ReportBuilder {
+            mut nodes,
+            index,
+            started_at,
+            finished_at,
+            last_started_at,
+            skipped,
+        } = self;
         let origin = started_at.unwrap_or(0);
         let mut stats: Vec<(String, i64, i64)> = Vec::new();
         let mut stat_index: HashMap<String, usize> = HashMap::new();
@@ -270,8 +295,10 @@ impl ReportBuilder {
             }
         }
 
-        let mut parents: Vec<u32> =
-            nodes.iter().map(|n| index.get(&n.parent_id).copied().unwrap_or(NO_PARENT)).collect();
+        let mut parents: Vec<u32> = nodes
+            .iter()
+            .map(|n| index.get(&n.parent_id).copied().unwrap_or(NO_PARENT))
+            .collect();
         drop(index);
         let cycles_broken = break_cycles(&mut parents);
 
@@ -316,7 +343,11 @@ impl ReportBuilder {
         Report {
             nodes: nodes
                 .into_iter()
-                .map(|n| ReportNodeData { trace_id: n.trace_id, parent_id: n.parent_id, info: n.info })
+                .map(|n| ReportNodeData {
+                    trace_id: n.trace_id,
+                    parent_id: n.parent_id,
+                    info: n.info,
+                })
                 .collect(),
             offsets,
             children,
@@ -454,12 +485,16 @@ impl Report {
     /// `(name, count, total duration in ms)` per operation name, in
     /// first-seen order.
     pub fn stats(&self) -> impl Iterator<Item = (&str, i64, i64)> + '_ {
-        self.stats.iter().map(|(name, count, duration)| (name.as_str(), *count, *duration))
+        self.stats
+            .iter()
+            .map(|(name, count, duration)| (name.as_str(), *count, *duration))
     }
 
     /// Top-level nodes, sorted by start.
     pub fn roots(&self) -> impl Iterator<Item = ReportNode<'_>> + '_ {
-        self.roots.iter().map(move |&id| ReportNode { report: self, id })
+        self.roots
+            .iter()
+            .map(move |&id| ReportNode { report: self, id })
     }
 
     fn children_of(&self, id: u32) -> &[u32] {
@@ -477,7 +512,9 @@ pub struct ReportNode<'a> {
 
 impl fmt::Debug for ReportNode<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ReportNode").field("trace_id", &self.trace_id()).finish_non_exhaustive()
+        f.debug_struct("ReportNode")
+            .field("trace_id", &self.trace_id())
+            .finish_non_exhaustive()
     }
 }
 
@@ -506,7 +543,10 @@ impl<'a> ReportNode<'a> {
     /// Child nodes, sorted by start.
     pub fn children(&self) -> impl Iterator<Item = ReportNode<'a>> + 'a {
         let report = self.report;
-        report.children_of(self.id).iter().map(move |&id| ReportNode { report, id })
+        report
+            .children_of(self.id)
+            .iter()
+            .map(move |&id| ReportNode { report, id })
     }
 }
 
@@ -515,9 +555,18 @@ impl Serialize for Report {
         let mut top = serializer.serialize_map(Some(3))?;
         top.serialize_entry(
             "info",
-            &TotalInfo { finished: self.total_finished, last_trace_started: self.last_trace_started },
+            &TotalInfo {
+                finished: self.total_finished,
+                last_trace_started: self.last_trace_started,
+            },
         )?;
-        top.serialize_entry("children", &Siblings { report: self, ids: &self.roots })?;
+        top.serialize_entry(
+            "children",
+            &Siblings {
+                report: self,
+                ids: &self.roots,
+            },
+        )?;
         top.serialize_entry("stats", &Stats(&self.stats))?;
         top.end()
     }
@@ -569,7 +618,10 @@ impl Serialize for Siblings<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut seq = serializer.serialize_seq(Some(self.ids.len()))?;
         for &id in self.ids {
-            seq.serialize_element(&ReportNode { report: self.report, id })?;
+            seq.serialize_element(&ReportNode {
+                report: self.report,
+                id,
+            })?;
         }
         seq.end()
     }
@@ -588,7 +640,13 @@ impl Serialize for ReportNode<'_> {
             map.serialize_entry("info", &data.info)?;
             map.serialize_entry("trace_id", &data.trace_id)?;
             map.serialize_entry("parent_id", &data.parent_id)?;
-            map.serialize_entry("children", &Siblings { report: self.report, ids: self.report.children_of(self.id) })?;
+            map.serialize_entry(
+                "children",
+                &Siblings {
+                    report: self.report,
+                    ids: self.report.children_of(self.id),
+                },
+            )?;
             map.end()
         })
     }
@@ -605,7 +663,11 @@ mod tests {
     }
 
     fn t(ms: u32) -> String {
-        format!("2024-01-01T00:00:{:02}.{:06}", ms / 1000, (ms % 1000) * 1000)
+        format!(
+            "2024-01-01T00:00:{:02}.{:06}",
+            ms / 1000,
+            (ms % 1000) * 1000
+        )
     }
 
     #[test]
@@ -642,12 +704,21 @@ mod tests {
                 "exception"
             ]
         );
-        assert_eq!(a.as_object().unwrap().keys().collect::<Vec<_>>(), ["info", "trace_id", "parent_id", "children"]);
+        assert_eq!(
+            a.as_object().unwrap().keys().collect::<Vec<_>>(),
+            ["info", "trace_id", "parent_id", "children"]
+        );
         assert_eq!(a["info"]["meta.raw_payload.wsgi-start"], events[0]);
         assert_eq!(a["children"][0]["info"]["started"], 5);
         assert_eq!(a["children"][0]["info"]["finished"], 7);
-        assert_eq!(v["stats"], json!({"wsgi": {"count": 1, "duration": 10}, "db": {"count": 1, "duration": 2}}));
-        assert_eq!(v["info"], json!({"name": "total", "started": 0, "finished": 10, "last_trace_started": 5}));
+        assert_eq!(
+            v["stats"],
+            json!({"wsgi": {"count": 1, "duration": 10}, "db": {"count": 1, "duration": 2}})
+        );
+        assert_eq!(
+            v["info"],
+            json!({"name": "total", "started": 0, "finished": 10, "last_trace_started": 5})
+        );
         assert!(text.starts_with(r#"{"info":{"name":"total""#));
     }
 
@@ -657,11 +728,17 @@ mod tests {
         stop["info"]["etype"] = json!("ValueError");
         let v = build([ev("y-start", "a", "b", &t(1)), stop]).to_value();
         let y = &v["children"][0]["info"];
-        assert_eq!((y["started"].clone(), y["finished"].clone()), (json!(0), json!(0)));
+        assert_eq!(
+            (y["started"].clone(), y["finished"].clone()),
+            (json!(0), json!(0))
+        );
         assert_eq!(y.as_object().unwrap().keys().last().unwrap(), "finished");
         let x = &v["children"][1]["info"];
         assert_eq!(x["exception"], "ValueError");
-        assert_eq!((x["started"].clone(), x["finished"].clone()), (json!(3), json!(3)));
+        assert_eq!(
+            (x["started"].clone(), x["finished"].clone()),
+            (json!(3), json!(3))
+        );
         assert_eq!(x.as_object().unwrap().keys().last().unwrap(), "started");
         assert_eq!(v["info"]["last_trace_started"], 0);
     }
@@ -748,9 +825,15 @@ mod tests {
         let depth = 100_000u32;
         let mut events = Vec::with_capacity(depth as usize);
         for i in 0..depth {
-            let parent = if i == 0 { "b".to_string() } else { format!("n{}", i - 1) };
-            events.push(json!({"name": "f-start", "trace_id": format!("n{i}"), "parent_id": parent,
-                               "timestamp": t(i % 60_000), "project": null, "service": null}));
+            let parent = if i == 0 {
+                "b".to_string()
+            } else {
+                format!("n{}", i - 1)
+            };
+            events.push(
+                json!({"name": "f-start", "trace_id": format!("n{i}"), "parent_id": parent,
+                               "timestamp": t(i % 60_000), "project": null, "service": null}),
+            );
         }
         let r = build(events);
         assert_eq!(r.len(), depth as usize);

@@ -6,6 +6,8 @@
 
 mod memory;
 pub(crate) mod sql_layout;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 
 use std::fmt;
 use std::sync::Arc;
@@ -13,6 +15,8 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 pub use memory::MemoryDriver;
+#[cfg(feature = "sqlite")]
+pub use self::sqlite::SqliteDriver;
 
 use crate::config::ProfilerConfig;
 use crate::error::{Error, Result};
@@ -99,8 +103,32 @@ pub fn get_driver(
     let scheme = connection_string.split_once("://").map_or(connection_string, |(s, _)| s);
     match scheme {
         "memory" => Ok(Arc::new(MemoryDriver::with_identity(project, service))),
+        #[cfg(feature = "sqlite")]
+        "sqlite" => Ok(Arc::new(SqliteDriver::new(connection_string, project, service, host, conf)?)),
         _ => Err(Error::UnknownDriver(redact_secrets(connection_string))),
     }
+}
+
+/// The connection string of the default store, a SQLite file:
+/// `sqlite://$XDG_DATA_HOME/osprofiler/traces.db`, else
+/// `sqlite://$HOME/.local/share/osprofiler/traces.db`. `None` when neither
+/// variable is set (an `XDG_DATA_HOME` that is empty or relative is
+/// ignored, as the XDG spec says).
+pub fn default_connection_string() -> Option<String> {
+    default_store_from(std::env::var_os("XDG_DATA_HOME"), std::env::var_os("HOME"))
+}
+
+fn default_store_from(
+    xdg_data_home: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+) -> Option<String> {
+    let set =
+        |v: Option<std::ffi::OsString>| v.filter(|v| !v.is_empty()).map(std::path::PathBuf::from);
+    let data_home = set(xdg_data_home)
+        .filter(|p| p.is_absolute())
+        .or_else(|| set(home).map(|home| home.join(".local").join("share")))?;
+    let path = data_home.join("osprofiler").join("traces.db");
+    Some(format!("sqlite://{}", path.display()))
 }
 
 /// Hides the password of every `scheme://user:password@host` in `text`.
@@ -144,6 +172,24 @@ mod tests {
             "cannot reach mysql://root:***@db/x and amqp://u@h"
         );
         assert_eq!(redact_secrets("no url here"), "no url here");
+    }
+
+    #[test]
+    fn default_store_follows_xdg() {
+        let some = |s: &str| Some(std::ffi::OsString::from(s));
+        assert_eq!(
+            default_store_from(some("/x/data"), some("/home/u")).unwrap(),
+            "sqlite:///x/data/osprofiler/traces.db"
+        );
+        assert_eq!(
+            default_store_from(some("rel"), some("/home/u")).unwrap(),
+            "sqlite:///home/u/.local/share/osprofiler/traces.db"
+        );
+        assert_eq!(
+            default_store_from(some(""), some("/home/u")).unwrap(),
+            "sqlite:///home/u/.local/share/osprofiler/traces.db"
+        );
+        assert_eq!(default_store_from(None, None), None);
     }
 
     #[test]

@@ -20,6 +20,8 @@
 //! the `data` object only. SQL drivers override `Driver::get_report` with
 //! [`report_from_rows`] so their report JSON is upstream's.
 
+#![cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+
 use serde_json::{Map, Value};
 
 use crate::notification::Notification;
@@ -31,10 +33,29 @@ pub(crate) const TABLE: &str = "data";
 
 /// The columns after `id`, in table order (the order of `INSERT`s and
 /// `SELECT`s in this module's helpers).
-pub(crate) const COLUMNS: [&str; 9] = ["timestamp", "base_id", "parent_id", "trace_id", "project", "host", "service", "name", "data"];
+pub(crate) const COLUMNS: [&str; 9] = [
+    "timestamp",
+    "base_id",
+    "parent_id",
+    "trace_id",
+    "project",
+    "host",
+    "service",
+    "name",
+    "data",
+];
 
 /// Columns upstream indexes, with SQLAlchemy's index names (`ix_data_<column>`).
-pub(crate) const INDEXED_COLUMNS: [&str; 8] = ["timestamp", "base_id", "parent_id", "trace_id", "project", "host", "service", "name"];
+pub(crate) const INDEXED_COLUMNS: [&str; 8] = [
+    "timestamp",
+    "base_id",
+    "parent_id",
+    "trace_id",
+    "project",
+    "host",
+    "service",
+    "name",
+];
 
 /// SQL dialects that create the table slightly differently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,11 +99,25 @@ pub(crate) fn create_statements(dialect: Dialect) -> Vec<String> {
             table.push_str("\n)");
             out.push(table);
             for column in INDEXED_COLUMNS {
-                out.push(format!("CREATE INDEX IF NOT EXISTS ix_{TABLE}_{column} ON {TABLE} ({column})"));
+                out.push(format!(
+                    "CREATE INDEX IF NOT EXISTS ix_{TABLE}_{column} ON {TABLE} ({column})"
+                ));
             }
         }
     }
     out
+}
+
+/// Table of traces with an error stop, written when `filter_error_trace`
+/// is on. Upstream's SQL driver has no such index (it ignores the option);
+/// this is the equivalent of the Redis driver's `osprofiler_error:<base_id>`
+/// keys: one row per `base_id` holding the timestamp of its latest error
+/// stop.
+pub(crate) const ERROR_TABLE: &str = "error_traces";
+
+/// Statement creating [`ERROR_TABLE`] if missing (same for every dialect).
+pub(crate) fn create_error_table_statement() -> String {
+    format!("CREATE TABLE IF NOT EXISTS {ERROR_TABLE} (\n\tbase_id VARCHAR(255) NOT NULL, \n\ttimestamp VARCHAR(26), \n\tPRIMARY KEY (base_id)\n)")
 }
 
 /// The driver's own identity, used for the columns payloads don't carry.
@@ -156,7 +191,17 @@ impl Row {
     #[allow(dead_code)] // Used by the `sqlite`, `postgres` and `mysql` features.
     pub(crate) fn from_values(values: [Option<String>; 9]) -> Row {
         let [timestamp, base_id, parent_id, trace_id, project, host, service, name, data] = values;
-        Row { timestamp, base_id, parent_id, trace_id, project, host, service, name, data }
+        Row {
+            timestamp,
+            base_id,
+            parent_id,
+            trace_id,
+            project,
+            host,
+            service,
+            name,
+            data,
+        }
     }
 
     /// The decoded `data` column: upstream's double-encoded form, or a
@@ -199,17 +244,27 @@ impl Row {
                 map.insert(key, value);
             }
         }
-        map.insert("project".into(), self.project.clone().map_or(Value::Null, Value::String));
-        map.insert("service".into(), self.service.clone().map_or(Value::Null, Value::String));
+        map.insert(
+            "project".into(),
+            self.project.clone().map_or(Value::Null, Value::String),
+        );
+        map.insert(
+            "service".into(),
+            self.service.clone().map_or(Value::Null, Value::String),
+        );
         Ok(Value::Object(map))
     }
 
     /// Feeds the row to a report the way upstream's SQL `get_report` does.
     /// Returns false (and counts the row as skipped) when it can't be used.
     pub(crate) fn append_to_report(&self, builder: &mut ReportBuilder) -> bool {
-        let (Some(trace_id), Some(parent_id), Some(name), Some(timestamp), Ok(data)) =
-            (&self.trace_id, &self.parent_id, &self.name, &self.timestamp, self.data_object())
-        else {
+        let (Some(trace_id), Some(parent_id), Some(name), Some(timestamp), Ok(data)) = (
+            &self.trace_id,
+            &self.parent_id,
+            &self.name,
+            &self.timestamp,
+            self.data_object(),
+        ) else {
             builder.count_malformed();
             return false;
         };
@@ -243,7 +298,11 @@ pub(crate) fn report_from_rows<I: IntoIterator<Item = Row>>(rows: I) -> Report {
 /// for among the table's; `data` comes back decoded).
 #[allow(dead_code)] // Used by the `sqlite`, `postgres` and `mysql` features.
 pub(crate) fn trace_entry(row: &Row, fields: &[&str]) -> Map<String, Value> {
-    let fields: &[&str] = if fields.is_empty() { &["base_id", "timestamp"] } else { fields };
+    let fields: &[&str] = if fields.is_empty() {
+        &["base_id", "timestamp"]
+    } else {
+        fields
+    };
     let mut out = Map::new();
     let text = |v: &Option<String>| v.clone().map_or(Value::Null, Value::String);
     // Upstream iterates the row's columns in table order, keeping the
@@ -281,7 +340,9 @@ mod tests {
             trace_id: "t".into(),
             parent_id: "pp".into(),
             timestamp: "2024-01-01T00:00:00.000001".into(),
-            info: json!({"host": "x", "db": {"statement": "SELECT é"}}).as_object().cloned(),
+            info: json!({"host": "x", "db": {"statement": "SELECT é"}})
+                .as_object()
+                .cloned(),
         }
     }
 
@@ -289,7 +350,11 @@ mod tests {
     fn row_bytes_match_upstream_sqlalchemy() {
         // What SQLAlchemyDriver.notify stored for the same payload with
         // project="p", service="s", host="hh" (checked against a real run).
-        let identity = Identity { project: Some("p".into()), service: Some("s".into()), host: Some("hh".into()) };
+        let identity = Identity {
+            project: Some("p".into()),
+            service: Some("s".into()),
+            host: Some("hh".into()),
+        };
         let row = Row::from_notification(&notification(), &identity);
         assert_eq!(
             row.values(),
@@ -302,7 +367,9 @@ mod tests {
                 Some("hh"),
                 Some("s"),
                 Some("db-start"),
-                Some(r#""{\"info\": {\"host\": \"x\", \"db\": {\"statement\": \"SELECT \\u00e9\"}}}""#),
+                Some(
+                    r#""{\"info\": {\"host\": \"x\", \"db\": {\"statement\": \"SELECT \\u00e9\"}}}""#
+                ),
             ]
         );
     }
@@ -310,7 +377,11 @@ mod tests {
     #[test]
     fn payload_round_trips_in_python_key_order() {
         let n = notification();
-        let identity = Identity { project: Some("p".into()), service: None, host: Some("hh".into()) };
+        let identity = Identity {
+            project: Some("p".into()),
+            service: None,
+            host: Some("hh".into()),
+        };
         let row = Row::from_notification(&n, &identity);
         let payload = row.to_payload().unwrap();
         assert_eq!(
@@ -323,8 +394,17 @@ mod tests {
     fn single_encoded_data_is_accepted_and_garbage_is_rejected() {
         let mut row = Row::from_values(Default::default());
         row.data = Some(r#"{"info": {"a": 1}}"#.into());
-        assert_eq!(row.data_object().unwrap(), json!({"info": {"a": 1}}).as_object().cloned().unwrap());
-        for bad in [None, Some("nope"), Some("[1]"), Some(r#""[1]""#), Some(r#""{""#)] {
+        assert_eq!(
+            row.data_object().unwrap(),
+            json!({"info": {"a": 1}}).as_object().cloned().unwrap()
+        );
+        for bad in [
+            None,
+            Some("nope"),
+            Some("[1]"),
+            Some(r#""[1]""#),
+            Some(r#""{""#),
+        ] {
             row.data = bad.map(String::from);
             assert_eq!(row.data_object(), Err(RowError::BadData));
             assert!(row.to_payload().is_err());
@@ -335,10 +415,13 @@ mod tests {
     fn create_statements_per_dialect() {
         let sqlite = create_statements(Dialect::Sqlite);
         assert_eq!(sqlite.len(), 9);
-        assert!(sqlite[1].starts_with("CREATE INDEX IF NOT EXISTS ix_data_timestamp ON data (timestamp)"));
+        assert!(sqlite[1]
+            .starts_with("CREATE INDEX IF NOT EXISTS ix_data_timestamp ON data (timestamp)"));
         let mysql = create_statements(Dialect::Mysql);
         assert_eq!(mysql.len(), 1);
-        assert!(mysql[0].contains("AUTO_INCREMENT") && mysql[0].contains("INDEX ix_data_name (name)"));
+        assert!(
+            mysql[0].contains("AUTO_INCREMENT") && mysql[0].contains("INDEX ix_data_name (name)")
+        );
     }
 
     #[test]
@@ -348,6 +431,9 @@ mod tests {
             Value::Object(trace_entry(&row, &[])),
             json!({"timestamp": "2024-01-01T00:00:00.000001", "base_id": "b"})
         );
-        assert_eq!(Value::Object(trace_entry(&row, &["name", "project"])), json!({"project": null, "name": "db-start"}));
+        assert_eq!(
+            Value::Object(trace_entry(&row, &["name", "project"])),
+            json!({"project": null, "name": "db-start"})
+        );
     }
 }
