@@ -1,1 +1,57 @@
-fn main() {}
+//! `osprofiler`: the command-line interface of osprofiler-rs, compatible
+//! with Python OSProfiler's `osprofiler` command.
+//!
+//! Each subcommand lives in its own module under `commands/`; this file only
+//! parses arguments, dispatches and reports errors.
+
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Command-line interface to the OpenStack Profiler.
+#[derive(Debug, Parser)]
+#[command(
+    name = "osprofiler",
+    disable_version_flag = true,
+    arg_required_else_help = true
+)]
+struct Cli {
+    /// Print the version and exit.
+    #[arg(short = 'v', long = "version")]
+    version: bool,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Work with traces.
+    #[command(subcommand)]
+    Trace(commands::TraceCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.version {
+        // Python's `osprofiler -v` prints the bare version too.
+        println!("{}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    let result = match cli.command {
+        Some(Command::Trace(command)) => command.run(),
+        // `arg_required_else_help` prints help when there are no arguments;
+        // this is only reached with flags but no command.
+        None => Err(anyhow::anyhow!("no command given; see `osprofiler --help`")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One line: the error and its causes.
+            eprintln!("osprofiler: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use common::python;
 use osprofiler::profiler;
-use osprofiler::web::{self, generate_hmac, signed_pack, signed_unpack, split_keys, MAX_HEADER_LEN};
+use osprofiler::web::{
+    self, generate_hmac, signed_pack, signed_unpack, split_keys, MAX_HEADER_LEN,
+};
 use serde_json::{json, Map, Value};
 
 const REFEREE: &str = "core_referee.py";
@@ -54,8 +56,10 @@ fn python_signed_headers_are_accepted_with_the_same_keys_only() {
         ] {
             requests.push(json!({"how": "web", "key": key, "base_id": base, "parent_id": parent, "starts": starts}));
         }
-        requests.push(json!({"how": "pack", "key": key, "data": {"base_id": "b", "parent_id": "p"}}));
-        requests.push(json!({"how": "pack", "key": key, "data": {"base_id": "only base, ünïcode"}}));
+        requests
+            .push(json!({"how": "pack", "key": key, "data": {"base_id": "b", "parent_id": "p"}}));
+        requests
+            .push(json!({"how": "pack", "key": key, "data": {"base_id": "only base, ünïcode"}}));
     }
     let answers = python::run_json_lines(REFEREE, &["sign"], &requests);
 
@@ -64,7 +68,10 @@ fn python_signed_headers_are_accepted_with_the_same_keys_only() {
         let info = signed["info"].as_str().expect("python signed the headers");
         let hmac = signed["hmac"].as_str().expect("python made an HMAC");
         let (want_base, want_parent) = match request["how"].as_str() {
-            Some("web") => (signed["base_id"].as_str().unwrap(), signed["parent_id"].as_str()),
+            Some("web") => (
+                signed["base_id"].as_str().unwrap(),
+                signed["parent_id"].as_str(),
+            ),
             _ => (
                 request["data"]["base_id"].as_str().unwrap(),
                 request["data"]["parent_id"].as_str(),
@@ -86,7 +93,9 @@ fn python_signed_headers_are_accepted_with_the_same_keys_only() {
         }
         if request["how"] == "web" && request["starts"] == 0 {
             // No span open: parent_id is the init parent (or the base id).
-            let parent = request["parent_id"].as_str().or(request["base_id"].as_str());
+            let parent = request["parent_id"]
+                .as_str()
+                .or(request["base_id"].as_str());
             if let Some(parent) = parent {
                 assert_eq!(want_parent, Some(parent));
             }
@@ -129,9 +138,18 @@ fn our_headers_are_accepted_by_python_with_the_same_keys_only() {
         let mut data = Map::new();
         data.insert("base_id".into(), json!("only-base"));
         let (info, hmac) = signed_pack(&data, Some(key));
-        ours.push((info, hmac.unwrap(), key.to_string(), "only-base".into(), None));
+        ours.push((
+            info,
+            hmac.unwrap(),
+            key.to_string(),
+            "only-base".into(),
+            None,
+        ));
     }
-    assert!(web::get_trace_id_headers().is_empty(), "no profiler, no headers");
+    assert!(
+        web::get_trace_id_headers().is_empty(),
+        "no profiler, no headers"
+    );
 
     let mut requests = Vec::new();
     let mut expected = Vec::new();
@@ -149,12 +167,18 @@ fn our_headers_are_accepted_by_python_with_the_same_keys_only() {
     for ((request, answer), want) in requests.iter().zip(&answers).zip(&expected) {
         match want {
             Some((base, parent, key)) => {
-                assert_eq!(answer["accept"], true, "python refused our headers: {request} -> {answer}");
+                assert_eq!(
+                    answer["accept"], true,
+                    "python refused our headers: {request} -> {answer}"
+                );
                 assert_eq!(answer["base_id"], json!(base), "{request}");
                 assert_eq!(answer["parent_id"], json!(parent), "{request}");
                 assert_eq!(answer["hmac_key"], json!(key), "{request}");
             }
-            None => assert_eq!(answer["accept"], false, "python accepted {request} -> {answer}"),
+            None => assert_eq!(
+                answer["accept"], false,
+                "python accepted {request} -> {answer}"
+            ),
         }
     }
 }
@@ -203,7 +227,14 @@ struct Case {
     keys: String,
 }
 
-const SERVER_KEYS: &[&str] = &["SECRET_KEY", "k1, k2", " k2 ,k1 ", "clé-ünï", "a,b,,c", "SECRET_KEY,other"];
+const SERVER_KEYS: &[&str] = &[
+    "SECRET_KEY",
+    "k1, k2",
+    " k2 ,k1 ",
+    "clé-ünï",
+    "a,b,,c",
+    "SECRET_KEY,other",
+];
 
 /// A trace id of some flavour, as JSON.
 fn id(rng: &mut Rng) -> Value {
@@ -211,7 +242,14 @@ fn id(rng: &mut Rng) -> Value {
         0..=4 => json!(rng.uuid4()),
         5 => json!(format!("id-{}", rng.next() % 1000)),
         6 => json!(rng.pick(&["é", "☃ snow", "😀", "日本語", "mixed ü-\u{7f}-\u{80}"])),
-        7 => json!(rng.pick(&["quote \" in", "back\\slash", "new\nline", "tab\t", "nul\u{0}", "</script>"])),
+        7 => json!(rng.pick(&[
+            "quote \" in",
+            "back\\slash",
+            "new\nline",
+            "tab\t",
+            "nul\u{0}",
+            "</script>"
+        ])),
         8 => json!(""),
         9 => json!("x".repeat(1 + rng.below(3000))),
         10 => json!(rng.pick(&["1", "0", "-1", "null", "true"])),
@@ -221,19 +259,33 @@ fn id(rng: &mut Rng) -> Value {
 
 /// A value that is not a string (Python accepts these as ids; we do not).
 fn non_string(rng: &mut Rng) -> Value {
-    let values = [json!(5), json!(-1.5), json!(true), json!(false), json!([]), json!({}), json!(["a"]), json!({"a": 1})];
+    let values = [
+        json!(5),
+        json!(-1.5),
+        json!(true),
+        json!(false),
+        json!([]),
+        json!({}),
+        json!(["a"]),
+        json!({"a": 1}),
+    ];
     values[rng.below(values.len())].clone()
 }
 
 /// The JSON bytes inside X-Trace-Info, and a label of what they are.
 fn json_bytes(rng: &mut Rng) -> (Vec<u8>, &'static str) {
     let object = |fields: Vec<(&str, Value)>| -> Map<String, Value> {
-        fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect()
     };
     let python_text = |m: &Map<String, Value>| -> Vec<u8> {
         // signed_pack writes the JSON text as Python's json.dumps does.
         let (packed, _) = signed_pack(m, None);
-        base64::engine::general_purpose::URL_SAFE.decode(packed).unwrap()
+        base64::engine::general_purpose::URL_SAFE
+            .decode(packed)
+            .unwrap()
     };
     match rng.below(20) {
         0..=5 => {
@@ -248,7 +300,10 @@ fn json_bytes(rng: &mut Rng) -> (Vec<u8>, &'static str) {
             if rng.chance(50) {
                 (python_text(&m), "valid")
             } else {
-                (serde_json::to_vec(&Value::Object(m)).unwrap(), "valid/compact")
+                (
+                    serde_json::to_vec(&Value::Object(m)).unwrap(),
+                    "valid/compact",
+                )
             }
         }
         6 => {
@@ -256,7 +311,11 @@ fn json_bytes(rng: &mut Rng) -> (Vec<u8>, &'static str) {
             (python_text(&m), "valid/null parent")
         }
         7 => {
-            let m = object(vec![("base_id", id(rng)), ("parent_id", id(rng)), ("hmac_key", json!("client says"))]);
+            let m = object(vec![
+                ("base_id", id(rng)),
+                ("parent_id", id(rng)),
+                ("hmac_key", json!("client says")),
+            ]);
             (python_text(&m), "valid/hmac_key field")
         }
         8 => {
@@ -265,12 +324,25 @@ fn json_bytes(rng: &mut Rng) -> (Vec<u8>, &'static str) {
             (python_text(&m), "extra key")
         }
         9 => {
-            let m = if rng.chance(50) { object(vec![("parent_id", id(rng))]) } else { Map::new() };
+            let m = if rng.chance(50) {
+                object(vec![("parent_id", id(rng))])
+            } else {
+                Map::new()
+            };
             (python_text(&m), "missing base_id")
         }
         10 => {
-            let v = [json!(["base_id", "x"]), json!("base_id"), json!(5), json!(null), json!(true)];
-            (serde_json::to_vec(&v[rng.below(v.len())]).unwrap(), "not an object")
+            let v = [
+                json!(["base_id", "x"]),
+                json!("base_id"),
+                json!(5),
+                json!(null),
+                json!(true),
+            ];
+            (
+                serde_json::to_vec(&v[rng.below(v.len())]).unwrap(),
+                "not an object",
+            )
         }
         11 => {
             let m = if rng.chance(50) {
@@ -287,7 +359,10 @@ fn json_bytes(rng: &mut Rng) -> (Vec<u8>, &'static str) {
                 r#"{"base_id": null}"#,
                 r#"{"base_id": 1e400}"#,
             ];
-            (rng.pick(texts).as_bytes().to_vec(), "non-string id/python literals")
+            (
+                rng.pick(texts).as_bytes().to_vec(),
+                "non-string id/python literals",
+            )
         }
         13 => {
             let texts: &[&str] = &[
@@ -327,7 +402,10 @@ fn json_bytes(rng: &mut Rng) -> (Vec<u8>, &'static str) {
                 b"\xef\xbb\xbf{\"base_id\": \"bom\"}",
                 b"{\"base_id\": \"\xed\xa0\x80\"}",
             ];
-            (texts[rng.below(texts.len())].to_vec(), "invalid utf-8 or bom")
+            (
+                texts[rng.below(texts.len())].to_vec(),
+                "invalid utf-8 or bom",
+            )
         }
         17 => {
             let big = "b".repeat(5_000 + rng.below(10_000));
@@ -341,7 +419,10 @@ fn json_bytes(rng: &mut Rng) -> (Vec<u8>, &'static str) {
                 r#"{"base_id": "a", "hmac_key": [1e5, {"x": null}]}"#,
             ];
             if rng.chance(50) {
-                (rng.pick(texts).as_bytes().to_vec(), "python-only json in hmac_key")
+                (
+                    rng.pick(texts).as_bytes().to_vec(),
+                    "python-only json in hmac_key",
+                )
             } else {
                 let depth = 100 + rng.below(60);
                 let mut text = b"{\"base_id\": \"a\", \"hmac_key\": ".to_vec();
@@ -377,8 +458,14 @@ fn encode(rng: &mut Rng, bytes: &[u8]) -> (String, &'static str) {
     };
     match rng.below(24) {
         0..=9 => (url, "url-safe"),
-        10 => (base64::engine::general_purpose::STANDARD.encode(bytes), "standard alphabet"),
-        11 => (base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes), "no padding"),
+        10 => (
+            base64::engine::general_purpose::STANDARD.encode(bytes),
+            "standard alphabet",
+        ),
+        11 => (
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes),
+            "no padding",
+        ),
         12 => (format!("{url}=="), "extra padding"),
         13 => (insert(rng, &url, "="), "padding inside"),
         14 => (insert(rng, &url, "=="), "double padding inside"),
@@ -390,7 +477,10 @@ fn encode(rng: &mut Rng, bytes: &[u8]) -> (String, &'static str) {
             let cut = url.len().saturating_sub(1 + (bytes.len() % 4));
             (url[..cut].to_string(), "truncated base64")
         }
-        17 => (insert(rng, &url, ["é", "\u{3000}", "☃", "\u{80}"][url.len() % 4]), "non-ascii"),
+        17 => (
+            insert(rng, &url, ["é", "\u{3000}", "☃", "\u{80}"][url.len() % 4]),
+            "non-ascii",
+        ),
         18 => (format!(" {url}\n"), "whitespace around"),
         19 => (url.to_lowercase(), "case changed"),
         20 => (String::new(), "empty"),
@@ -417,11 +507,21 @@ fn case(rng: &mut Rng) -> Case {
     };
     let good = generate_hmac(info.as_bytes(), &signing_key);
     let (hmac, signature) = match rng.below(40) {
-        0..=29 => (Some(good), if signing_key == "wrong key" { "wrong key" } else { "signed" }),
+        0..=29 => (
+            Some(good),
+            if signing_key == "wrong key" {
+                "wrong key"
+            } else {
+                "signed"
+            },
+        ),
         30 => (Some(good.to_uppercase()), "uppercase hmac"),
         31 => (Some(good[..good.len() - 1].to_string()), "truncated hmac"),
         32 => {
-            let pads = [" ", "\n", "\t \r\n", "\u{a0}", "\u{3000}", "\u{2003}", "\x1c", "\x1f", "\x0b", "\x0c", "\u{85}"];
+            let pads = [
+                " ", "\n", "\t \r\n", "\u{a0}", "\u{3000}", "\u{2003}", "\x1c", "\x1f", "\x0b",
+                "\x0c", "\u{85}",
+            ];
             let pad = pads[rng.below(pads.len())];
             (Some(format!("{pad}{good}{pad}")), "whitespace-padded hmac")
         }
@@ -455,8 +555,10 @@ fn case(rng: &mut Rng) -> Case {
 fn a_thousand_generated_header_pairs_get_the_same_verdict_as_python() {
     let mut rng = Rng(0x05b0_f11e_4044_0001);
     let cases: Vec<Case> = (0..1_000).map(|_| case(&mut rng)).collect();
-    let requests: Vec<Value> =
-        cases.iter().map(|c| json!({"info": c.info, "hmac": c.hmac, "keys": c.keys})).collect();
+    let requests: Vec<Value> = cases
+        .iter()
+        .map(|c| json!({"info": c.info, "hmac": c.hmac, "keys": c.keys}))
+        .collect();
     let answers = python::run_json_lines(REFEREE, &["verify"], &requests);
 
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
@@ -466,7 +568,10 @@ fn a_thousand_generated_header_pairs_get_the_same_verdict_as_python() {
     for (i, (case, py)) in cases.iter().zip(&answers).enumerate() {
         let keys = split_keys(&case.keys);
         if let (Some(info), Some(hmac)) = (&case.info, &case.hmac) {
-            if keys.iter().any(|k| generate_hmac(info.as_bytes(), k) == hmac.trim()) {
+            if keys
+                .iter()
+                .any(|k| generate_hmac(info.as_bytes(), k) == hmac.trim())
+            {
                 signed += 1;
             }
         }
@@ -483,18 +588,25 @@ fn a_thousand_generated_header_pairs_get_the_same_verdict_as_python() {
                 if same {
                     "both accept, same ids"
                 } else {
-                    unexplained.push(format!("#{i} [{}] {case:?}: both accept but ours = {trace:?}, python = {py}", case.kind));
+                    unexplained.push(format!(
+                        "#{i} [{}] {case:?}: both accept but ours = {trace:?}, python = {py}",
+                        case.kind
+                    ));
                     continue;
                 }
             }
             (None, false) => "both refuse",
             // Documented divergence 1: ids must be strings here; Python
             // accepts any JSON value (e.g. {"base_id": 5}) and fails later.
-            (None, true) if py["nonstr_ids"] == true => "DIVERGENCE non-string id: python accepts, we refuse",
+            (None, true) if py["nonstr_ids"] == true => {
+                "DIVERGENCE non-string id: python accepts, we refuse"
+            }
             // Documented divergence 2: ids must be Unicode text; Python also
             // accepts lone UTF-16 surrogates (`"\ud800"` escapes), which no
             // Rust string (and no UTF-8 storage) can hold.
-            (None, true) if py["nonunicode_ids"] == true => "DIVERGENCE lone-surrogate id: python accepts, we refuse",
+            (None, true) if py["nonunicode_ids"] == true => {
+                "DIVERGENCE lone-surrogate id: python accepts, we refuse"
+            }
             // Documented divergence 3: the JSON must be standard JSON; Python
             // also reads NaN/Infinity and nests deeper than serde_json's 128
             // levels (only visible in the `hmac_key` field, which Python
@@ -508,7 +620,10 @@ fn a_thousand_generated_header_pairs_get_the_same_verdict_as_python() {
                 "DIVERGENCE oversize header: python accepts, we refuse"
             }
             _ => {
-                unexplained.push(format!("#{i} [{}] {case:?}: ours = {ours:?}, python = {py}", case.kind));
+                unexplained.push(format!(
+                    "#{i} [{}] {case:?}: ours = {ours:?}, python = {py}",
+                    case.kind
+                ));
                 continue;
             }
         };
@@ -522,9 +637,20 @@ fn a_thousand_generated_header_pairs_get_the_same_verdict_as_python() {
     for (error, n) in &raised {
         eprintln!("  {n:5}  of the refusals: python raised {error}");
     }
-    assert!(unexplained.is_empty(), "{} undocumented disagreements:\n{}", unexplained.len(), unexplained.join("\n"));
+    assert!(
+        unexplained.is_empty(),
+        "{} undocumented disagreements:\n{}",
+        unexplained.len(),
+        unexplained.join("\n")
+    );
     // The mix must exercise both verdicts and the decoding path.
     assert!(signed >= 700, "only {signed} correctly signed pairs");
-    assert!(counts.get("both accept, same ids").copied().unwrap_or(0) >= 200, "{counts:?}");
-    assert!(counts.get("both refuse").copied().unwrap_or(0) >= 250, "{counts:?}");
+    assert!(
+        counts.get("both accept, same ids").copied().unwrap_or(0) >= 200,
+        "{counts:?}"
+    );
+    assert!(
+        counts.get("both refuse").copied().unwrap_or(0) >= 250,
+        "{counts:?}"
+    );
 }

@@ -34,7 +34,9 @@ pub fn python() -> PathBuf {
 
 /// A helper script in `crates/osprofiler/tests/python/`.
 pub fn script(name: &str) -> PathBuf {
-    workspace_root().join("crates/osprofiler/tests/python").join(name)
+    workspace_root()
+        .join("crates/osprofiler/tests/python")
+        .join(name)
 }
 
 /// Runs `python <script> <args...>` with `stdin` as input and returns its
@@ -56,7 +58,10 @@ pub fn run(script_name: &str, args: &[&str], stdin: &str) -> String {
     // full stdout pipe.
     let writer = std::thread::spawn(move || input.write_all(stdin.as_bytes()));
     let output = child.wait_with_output().expect("python did not run");
-    writer.join().expect("stdin writer").expect("writing to python stdin");
+    writer
+        .join()
+        .expect("stdin writer")
+        .expect("writing to python stdin");
     assert!(
         output.status.success(),
         "{script_name} {args:?} failed ({}):\n{}",
@@ -81,8 +86,17 @@ pub fn run_json_lines(
     let out = run(script_name, args, &input);
     let answers: Vec<serde_json::Value> = out
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line from python ({e}): {l}")))
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("bad JSON line from python ({e}): {l}"))
+        })
         .collect();
-    assert_eq!(answers.len(), requests.len(), "python answered {} of {} requests", answers.len(), requests.len());
+    assert_eq!(
+        answers.len(),
+        requests.len(),
+        "python answered {} of {} requests",
+        answers.len(),
+        requests.len()
+    );
     answers
 }
