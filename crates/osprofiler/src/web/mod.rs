@@ -4,12 +4,16 @@
 //! ([`get_trace_id_headers`]); a server that knows one of the keys trusts
 //! them ([`signed_unpack`]) and continues the trace.
 
+#[cfg(feature = "tower")]
+mod layer;
 mod signing;
 
 use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
+#[cfg(feature = "tower")]
+pub use layer::{disable, enable, reset_global, ResponseFuture, TraceLayer, TraceService};
 pub use signing::{generate_hmac, signed_pack, signed_unpack, TraceInfo, MAX_HEADER_LEN};
 
 use crate::profiler;

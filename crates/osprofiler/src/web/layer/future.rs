@@ -1,0 +1,89 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+
+use http::Response;
+use pin_project_lite::pin_project;
+
+use crate::local::{self, Context};
+use crate::profiler::error_info;
+
+pin_project! {
+    /// Response future of [`TraceService`](super::TraceService).
+    #[derive(Debug)]
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        // The request's trace; `None` for untraced requests and once the
+        // `wsgi` element is stopped.
+        context: Option<Context>,
+    }
+
+    impl<F> PinnedDrop for ResponseFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            // Dropped before completion (client went away): close the
+            // element so the trace stays well formed.
+            if let Some(context) = this.project().context.take() {
+                finish(context, Some(error_info("Cancelled", "request dropped before a response was ready")));
+            }
+        }
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) fn untraced(inner: F) -> Self {
+        ResponseFuture {
+            inner,
+            context: None,
+        }
+    }
+
+    pub(crate) fn traced(inner: F, context: Option<Context>) -> Self {
+        ResponseFuture { inner, context }
+    }
+}
+
+/// Stops the `wsgi` element in its own context and lets the context go
+/// (Python's `profiler.clean()` after the request).
+fn finish(context: Context, stop_info: Option<serde_json::Value>) {
+    let outer = local::swap_context(Some(context));
+    local::stop(stop_info);
+    local::hand_over_pending();
+    local::swap_context(outer);
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    E: std::fmt::Display,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Some(context) = this.context.take() else {
+            return this.inner.poll(cx);
+        };
+        let outer = local::swap_context(Some(context));
+        let result = this.inner.poll(cx);
+        local::hand_over_pending();
+        let context = local::swap_context(outer);
+        match &result {
+            Poll::Pending => *this.context = context,
+            Poll::Ready(outcome) => {
+                let stop_info = match outcome {
+                    Ok(response) if response.status().is_server_error() => Some(error_info(
+                        "HTTPServerError",
+                        &response.status().to_string(),
+                    )),
+                    Ok(_) => None,
+                    Err(error) => Some(error_info(std::any::type_name::<E>(), &error.to_string())),
+                };
+                if let Some(context) = context {
+                    finish(context, stop_info);
+                }
+            }
+        }
+        result
+    }
+}

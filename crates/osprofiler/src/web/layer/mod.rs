@@ -1,0 +1,202 @@
+//! Tower middleware that continues traces from signed request headers:
+//! Python's `WsgiMiddleware`, for axum, hyper and tonic.
+//!
+//! A request with valid [`X-Trace-Info`](super::X_TRACE_INFO) /
+//! [`X-Trace-HMAC`](super::X_TRACE_HMAC) headers runs inside a `wsgi`
+//! element of that trace, with the profiler active in the handler and
+//! following its future across `.await`. Any other request passes through
+//! untouched: profiling never refuses a request.
+//!
+//! ```
+//! use osprofiler::web::TraceLayer;
+//! use tower::{Layer, ServiceExt, service_fn};
+//!
+//! # tokio_test_block_on(async {
+//! let service = TraceLayer::new("SECRET_KEY").layer(service_fn(|_req: http::Request<()>| async {
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(()))
+//! }));
+//! let response = service.oneshot(http::Request::new(())).await.unwrap();
+//! assert_eq!(response.status(), 200);
+//! # });
+//! # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+//! #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+//! # }
+//! ```
+
+mod future;
+mod layer;
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, RwLock};
+use std::task::{Context as TaskContext, Poll};
+
+use http::{Request, Response};
+use serde_json::json;
+use tower_service::Service;
+
+pub use future::ResponseFuture;
+pub use layer::TraceLayer;
+
+use super::{signed_unpack, split_keys, X_TRACE_HMAC, X_TRACE_INFO};
+use crate::local::{self, Context};
+use crate::profiler::Id;
+
+const UNSET: u8 = 0;
+const ENABLED: u8 = 1;
+const DISABLED: u8 = 2;
+
+static GLOBAL_STATE: AtomicU8 = AtomicU8::new(UNSET);
+static GLOBAL_KEYS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+
+/// Turns the middleware on everywhere, overriding each layer's own
+/// `enabled`; `hmac_keys` (comma-separated) replaces the layers' keys
+/// when not empty (Python's `web.enable`).
+pub fn enable(hmac_keys: &str) {
+    if let Ok(mut keys) = GLOBAL_KEYS.write() {
+        *keys = split_keys(hmac_keys);
+    }
+    GLOBAL_STATE.store(ENABLED, Ordering::Release);
+}
+
+/// Turns the middleware off everywhere (Python's `web.disable`).
+pub fn disable() {
+    GLOBAL_STATE.store(DISABLED, Ordering::Release);
+}
+
+/// Forgets [`enable`]/[`disable`]: each layer's own settings decide again.
+pub fn reset_global() {
+    if let Ok(mut keys) = GLOBAL_KEYS.write() {
+        keys.clear();
+    }
+    GLOBAL_STATE.store(UNSET, Ordering::Release);
+}
+
+/// Settings shared by the layer and its services.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub(crate) enabled: bool,
+    pub(crate) hmac_keys: Vec<String>,
+}
+
+/// The service made by [`TraceLayer`].
+#[derive(Debug, Clone)]
+pub struct TraceService<S> {
+    inner: S,
+    settings: Arc<Settings>,
+}
+
+impl<S> TraceService<S> {
+    pub(crate) fn new(inner: S, settings: Arc<Settings>) -> Self {
+        TraceService { inner, settings }
+    }
+
+    /// The context a request continues, if its headers are trusted.
+    fn trusted_context<B>(&self, request: &Request<B>) -> Option<Context> {
+        let enabled = match GLOBAL_STATE.load(Ordering::Acquire) {
+            UNSET => self.settings.enabled,
+            state => state == ENABLED,
+        };
+        if !enabled {
+            return None;
+        }
+        // The common untraced request stops here, after one header lookup.
+        let info = request.headers().get(X_TRACE_INFO)?.to_str().ok()?;
+        let hmac = request
+            .headers()
+            .get(X_TRACE_HMAC)
+            .and_then(|v| v.to_str().ok());
+        let global_keys = GLOBAL_KEYS.read().ok().filter(|k| !k.is_empty());
+        let keys: &[String] = match &global_keys {
+            Some(keys) => keys,
+            None => &self.settings.hmac_keys,
+        };
+        let trace = signed_unpack(Some(info), hmac, keys)?;
+        let base = match trace.base_id.as_str() {
+            "" => Id::random(),
+            text => Id::from_text(text),
+        };
+        let parent = match trace.parent_id.as_deref() {
+            None | Some("") => base.clone(),
+            Some(text) => Id::from_text(text),
+        };
+        Some(Context::new(Arc::from(trace.hmac_key), base, parent))
+    }
+}
+
+/// Python's `request` info: path, query, method, scheme.
+fn request_info<B>(request: &Request<B>) -> serde_json::Value {
+    let uri = request.uri();
+    json!({"request": {
+        "path": percent_decode(uri.path()),
+        "query": uri.query().unwrap_or(""),
+        "method": request.method().as_str(),
+        "scheme": uri.scheme_str().unwrap_or("http"),
+    }})
+}
+
+/// WSGI servers hand the application a URL-decoded path.
+fn percent_decode(path: &str) -> String {
+    if !path.contains('%') {
+        return path.to_string();
+    }
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).and_then(|&b| hex(b)),
+            bytes.get(i + 2).and_then(|&b| hex(b)),
+        ) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for TraceService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S::Error: std::fmt::Display,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let Some(context) = self.trusted_context(&request) else {
+            return ResponseFuture::untraced(self.inner.call(request));
+        };
+        let info = request_info(&request);
+        // The handler may do work in `call` already: run it in the trace.
+        let outer = local::swap_context(Some(context));
+        local::start("wsgi".into(), Some(info));
+        let inner = self.inner.call(request);
+        let context = local::swap_context(outer);
+        ResponseFuture::traced(inner, context)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn paths_are_decoded_like_wsgi() {
+        assert_eq!(percent_decode("/a%20b/%E2%9C%93"), "/a b/✓");
+        assert_eq!(percent_decode("/100%"), "/100%");
+        assert_eq!(percent_decode("/%zz"), "/%zz");
+    }
+}
