@@ -44,7 +44,14 @@
 //!
 //! - `macros` (default): `#[trace]` and `#[trace_impl]`.
 //! - `tokio`: [`profiler::spawn`].
-#![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
+//! - `tower`: [`web::TraceLayer`], the server middleware.
+//! - `sqlite`, `redis`, `postgres`, `mysql` (all: `drivers`): storage drivers.
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
 #![forbid(unsafe_code)]
 
 pub mod config;
@@ -60,6 +67,12 @@ pub mod web;
 
 pub use error::{Error, Result};
 pub use notification::Notification;
+#[cfg(feature = "macros")]
+pub use osprofiler_macros::{trace, trace_impl};
+
+#[doc(hidden)]
+#[path = "macro_support.rs"]
+pub mod __macro_support;
 
 /// The most used items.
 pub mod prelude {
