@@ -27,6 +27,11 @@ pub struct ProfilerConfig {
     pub sentinel_service_name: String,
     /// `filter_error_trace`: index traces with errors (default false).
     pub filter_error_trace: bool,
+    /// `trace_ttl_seconds` (not in upstream): when set, the Redis driver
+    /// makes every trace it writes (and its error-index entry) expire this
+    /// many seconds after its last write, via `EXPIRE` in the same round
+    /// trip. Default `None`: traces are kept until deleted, as upstream.
+    pub trace_ttl_seconds: Option<u64>,
     /// `[profiler_otlp] service_name_prefix`.
     pub service_name_prefix: Option<String>,
 }
@@ -45,6 +50,7 @@ impl Default for ProfilerConfig {
             socket_timeout: 0.1,
             sentinel_service_name: "mymaster".into(),
             filter_error_trace: false,
+            trace_ttl_seconds: None,
             service_name_prefix: None,
         }
     }
