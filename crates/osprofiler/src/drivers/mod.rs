@@ -5,6 +5,8 @@
 //! reports call the read side.
 
 mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub(crate) mod sql_layout;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
@@ -14,6 +16,8 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+#[cfg(feature = "redis")]
+pub use self::redis::RedisDriver;
 pub use memory::MemoryDriver;
 #[cfg(feature = "sqlite")]
 pub use self::sqlite::SqliteDriver;
@@ -103,6 +107,13 @@ pub fn get_driver(
     let scheme = connection_string.split_once("://").map_or(connection_string, |(s, _)| s);
     match scheme {
         "memory" => Ok(Arc::new(MemoryDriver::with_identity(project, service))),
+        #[cfg(feature = "redis")]
+        "redis" | "redissentinel" => Ok(Arc::new(RedisDriver::new(
+            connection_string,
+            project,
+            service,
+            conf,
+        )?)),
         #[cfg(feature = "sqlite")]
         "sqlite" => Ok(Arc::new(SqliteDriver::new(connection_string, project, service, host, conf)?)),
         _ => Err(Error::UnknownDriver(redact_secrets(connection_string))),
