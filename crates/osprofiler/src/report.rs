@@ -732,14 +732,20 @@ mod tests {
             (y["started"].clone(), y["finished"].clone()),
             (json!(0), json!(0))
         );
-        assert_eq!(y.as_object().unwrap().keys().last().unwrap(), "finished");
+        assert_eq!(
+            y.as_object().unwrap().keys().next_back().unwrap(),
+            "finished"
+        );
         let x = &v["children"][1]["info"];
         assert_eq!(x["exception"], "ValueError");
         assert_eq!(
             (x["started"].clone(), x["finished"].clone()),
             (json!(3), json!(3))
         );
-        assert_eq!(x.as_object().unwrap().keys().last().unwrap(), "started");
+        assert_eq!(
+            x.as_object().unwrap().keys().next_back().unwrap(),
+            "started"
+        );
         assert_eq!(v["info"]["last_trace_started"], 0);
     }
 

@@ -90,7 +90,7 @@ impl SqliteDriver {
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| Error::backend(NAME, format!("cannot open {}: {e}", path.display())))?;
-        setup(&conn)
+        setup_with_retries(&conn)
             .map_err(|e| Error::backend(NAME, format!("cannot set up {}: {e}", path.display())))?;
         Ok(SqliteDriver {
             path,
@@ -159,6 +159,28 @@ fn path_of(connection_string: &str) -> Result<PathBuf> {
             reason: "no path given, and neither XDG_DATA_HOME nor HOME is set".into(),
         })?;
     Ok(PathBuf::from(default.trim_start_matches("sqlite://")))
+}
+
+/// [`setup`], retried a few times: switching a new file to WAL needs a
+/// moment alone with it, which processes opening it together may contend
+/// for beyond the busy handler's reach.
+fn setup_with_retries(conn: &Connection) -> rusqlite::Result<()> {
+    let mut attempt = 0;
+    loop {
+        match setup(conn) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if attempt < 20
+                    && matches!(
+                        e.code,
+                        rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                    ) =>
+            {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(10 * attempt));
+            }
+            other => return other,
+        }
+    }
 }
 
 fn setup(conn: &Connection) -> rusqlite::Result<()> {

@@ -12,11 +12,11 @@ osprofiler 4.4.0).
       out: {"report": Driver.get_report as the Redis driver builds it}
 
   report_referee.py sql-report
-      in:  {"rows": [[timestamp, base_id, parent_id, trace_id, project,
-                      host, service, name, data], ...]}
+      in:  {"path": SQLite file, "base_id"}
       out: {"report": ...} as upstream's SQLAlchemyDriver.get_report builds
-           it from those rows (its own select() needs SQLAlchemy 1.x, so the
-           loop is restated here on rows read with the sqlite3 module).
+           it from the rows of base_id in table `data` (its own select()
+           needs SQLAlchemy 1.x, so the loop is restated here on rows read
+           with the sqlite3 module, in id order).
 
   report_referee.py sqlalchemy-write PATH
       in:  {"payloads": [...], "project", "service", "host"}
@@ -48,9 +48,11 @@ class Referee(base.Driver):
     def sql_report(self, rows):
         for (timestamp, _base_id, parent_id, trace_id, project, host,
              service, name, data) in rows:
+            # SQLAlchemy's JSON column type decodes the text once, then
+            # get_report's jsonutils.loads decodes the string it held.
             self._append_results(
                 trace_id, parent_id, name, project, service, host,
-                timestamp, jsonutils.loads(data))
+                timestamp, jsonutils.loads(json.loads(data)))
         return self._parse_results()
 
 
@@ -227,7 +229,14 @@ def main():
         if mode == "report":
             out({"report": Referee("referee://").report(req["events"])})
         elif mode == "sql-report":
-            out({"report": Referee("referee://").sql_report(req["rows"])})
+            import sqlite3
+            conn = sqlite3.connect(req["path"])
+            rows = conn.execute(
+                "SELECT timestamp, base_id, parent_id, trace_id, project, host,"
+                " service, name, data FROM data WHERE base_id = ? ORDER BY id",
+                (req["base_id"],)).fetchall()
+            conn.close()
+            out({"report": Referee("referee://").sql_report(rows)})
         else:
             raise SystemExit("unknown mode %r" % mode)
 
