@@ -5,6 +5,7 @@
 //! parses arguments, dispatches and reports errors.
 
 mod commands;
+mod render;
 
 use std::process::ExitCode;
 
@@ -49,8 +50,9 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            // One line: the error and its causes.
-            eprintln!("osprofiler: error: {error:#}");
+            // One line: the error and its causes, worded as upstream's
+            // messages (which scripts may match), no backtrace.
+            eprintln!("{error:#}");
             ExitCode::FAILURE
         }
     }
