@@ -61,17 +61,20 @@ fn body_tokens(options: &Options, sig: &Signature, block: &Block) -> TokenStream
     let start = quote! {
         // Its type name is the path of this function.
         fn __osprofiler_fn() {}
+        // `_name` arguments are rendered too, like every other.
+        #[allow(clippy::used_underscore_binding)]
         let #mutability #guard = if ::osprofiler::profiler::is_active() {
-            #[allow(unused_imports)]
-            use ::osprofiler::__macro_support::{ReprDebug as _, ReprOpaque as _};
-            ::osprofiler::__macro_support::start(
-                #name,
-                ::osprofiler::__macro_support::function_name(
-                    ::core::any::type_name_of_val(&__osprofiler_fn),
-                ),
-                #args,
-                #info,
-            )
+            ::osprofiler::__macro_support::start(#name, || {
+                #[allow(unused_imports)]
+                use ::osprofiler::__macro_support::{ReprDebug as _, ReprOpaque as _};
+                (
+                    ::osprofiler::__macro_support::function_name(
+                        ::core::any::type_name_of_val(&__osprofiler_fn),
+                    ),
+                    #args,
+                    #info,
+                )
+            })
         } else {
             ::core::option::Option::None
         };
@@ -134,7 +137,9 @@ fn body_tokens(options: &Options, sig: &Signature, block: &Block) -> TokenStream
     quote! {
         #start
         let #result = #run;
-        if let ::core::option::Option::Some(#trace) = &mut #guard {
+        if let ::core::option::Option::Some(#trace) =
+            ::osprofiler::__macro_support::recording(&mut #guard)
+        {
             #[allow(unused_imports)]
             use ::osprofiler::__macro_support::{
                 ErrorDebug as _, ErrorDisplay as _, ErrorOpaque as _, ProbeOther as _,

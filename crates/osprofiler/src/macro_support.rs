@@ -20,21 +20,32 @@ use std::future::Future;
 
 use serde_json::{Map, Value};
 
+use crate::notifier::collector;
 use crate::profiler::{error_info, Name, Trace};
 
 /// Starts the element of a traced function. Called only when a profiler is
 /// active.
 ///
+/// `details` gives the function's name, its rendered arguments (`None`
+/// with `hide_args`) and the user's `info`; it runs only when a driver
+/// records the events, so nothing is formatted for the no-op notifier.
+///
 /// The start `info` is the user's `info` object with `function` set to
 /// `{"name", "args", "kwargs"}` (Python: `info.copy()`, then
 /// `info["function"] = {...}`). `args` and `kwargs` are left out when
-/// `args` is `None` (`hide_args`).
-pub fn start(
-    name: impl Into<Name>,
-    function: String,
-    args: Option<String>,
-    info: Option<Value>,
-) -> Option<Trace> {
+/// `args` is `None`.
+pub fn start<F>(name: impl Into<Name>, details: F) -> Option<Trace>
+where
+    F: FnOnce() -> (String, Option<String>, Option<Value>),
+{
+    let info = is_recording().then(|| {
+        let (function, args, info) = details();
+        start_info(function, args, info)
+    });
+    Some(Trace::new(name, info))
+}
+
+fn start_info(function: String, args: Option<String>, info: Option<Value>) -> Value {
     let mut start_info = match info {
         Some(Value::Object(map)) => map,
         _ => Map::new(),
@@ -47,7 +58,20 @@ pub fn start(
         func.insert("kwargs".to_owned(), Value::String("{}".to_owned()));
     }
     start_info.insert("function".to_owned(), Value::Object(func));
-    Some(Trace::new(name, Some(Value::Object(start_info))))
+    Value::Object(start_info)
+}
+
+/// Whether a driver records events (so stop info is worth formatting).
+#[inline]
+pub fn is_recording() -> bool {
+    collector::is_recording()
+}
+
+/// The guard of a traced function, if its stop info is worth formatting:
+/// it opened an element and a driver records it.
+#[inline]
+pub fn recording(guard: &mut Option<Trace>) -> Option<&mut Trace> {
+    guard.as_mut().filter(|_| is_recording())
 }
 
 /// Converts the `info = ...` expression of the attribute: a JSON object
@@ -343,11 +367,15 @@ mod tests {
 
     #[test]
     fn start_info_shape() {
-        let info = json!({"k": "v", "function": "overwritten"});
-        let mut trace = start("t", "m::f".into(), Some("()".into()), Some(info));
-        // No profiler is active here: nothing was opened.
-        assert!(!trace.as_ref().is_some_and(Trace::is_recording));
-        trace.take();
+        let info = json!({"k": "v", "function": "overwritten", "z": 1});
+        assert_eq!(
+            start_info("m::f".into(), Some("(1,)".into()), Some(info)),
+            json!({"k": "v", "function": {"name": "m::f", "args": "(1,)", "kwargs": "{}"}, "z": 1})
+        );
+        assert_eq!(
+            start_info("m::f".into(), None, Some(json!([1]))),
+            json!({"function": {"name": "m::f"}})
+        );
     }
 
     struct Opaque;

@@ -8,6 +8,7 @@ use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Wake, Waker};
 use std::time::Duration;
@@ -274,6 +275,52 @@ fn nothing_without_a_profiler() {
     notifier::flush(Duration::from_secs(5)).expect("flush");
     notifier::reset();
     assert!(store.payloads().is_empty());
+}
+
+static FORMATTED: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts how often it is formatted.
+struct Counted;
+
+impl fmt::Debug for Counted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        FORMATTED.fetch_add(1, Ordering::SeqCst);
+        f.write_str("Counted")
+    }
+}
+
+fn counted_info() -> Value {
+    FORMATTED.fetch_add(1, Ordering::SeqCst);
+    json!({})
+}
+
+#[trace("rpc", hide_result = false, info = counted_info())]
+fn lazy(c: Counted) -> Counted {
+    c
+}
+
+#[test]
+#[serial]
+fn formats_only_what_is_recorded() {
+    FORMATTED.store(0, Ordering::SeqCst);
+    // No profiler: nothing formatted.
+    profiler::clean();
+    lazy(Counted);
+    assert_eq!(FORMATTED.load(Ordering::SeqCst), 0);
+    // A profiler but the no-op notifier: the element is still opened (its
+    // id is the parent of what follows) but nothing is formatted.
+    notifier::reset();
+    profiler::init("SECRET_KEY", None, None);
+    lazy(Counted);
+    profiler::clean();
+    assert_eq!(FORMATTED.load(Ordering::SeqCst), 0);
+    // Recorded: the argument, the info and the result.
+    let payloads = capture(|| {
+        lazy(Counted);
+    });
+    assert_eq!(FORMATTED.load(Ordering::SeqCst), 3);
+    assert_eq!(payloads[0]["info"]["function"]["args"], "(Counted,)");
+    assert_eq!(payloads[1]["info"]["function"]["result"], "Counted");
 }
 
 // ---- async fn ----
