@@ -46,6 +46,16 @@
 //! - `tokio`: [`profiler::spawn`].
 //! - `tower`: [`web::TraceLayer`], the server middleware.
 //! - `sqlite`, `redis`, `postgres`, `mysql` (all: `drivers`): storage drivers.
+//! - `http-client`: [`http_client::inject_headers`], trace headers for any
+//!   HTTP client.
+//! - `reqwest`: `http_client::TracingMiddleware`, a reqwest-middleware
+//!   that records each request as an `http`/`https` element (Python's
+//!   `trace_requests`).
+//! - `tracing`: `tracing_layer::OsprofilerLayer`, which records `tracing`
+//!   spans opened inside a trace as its elements.
+//!
+//! Without a feature, [`rpc`] carries traces through RPC message contexts
+//! (`trace_info`, as nova and oslo.messaging do).
 #![warn(
     missing_docs,
     missing_debug_implementations,
@@ -57,12 +67,17 @@
 pub mod config;
 pub mod drivers;
 pub mod error;
+#[cfg(feature = "http-client")]
+pub mod http_client;
 mod local;
 pub mod notification;
 pub mod notifier;
 pub mod profiler;
 mod pyjson;
 pub mod report;
+pub mod rpc;
+#[cfg(feature = "tracing")]
+pub mod tracing_layer;
 pub mod web;
 
 pub use error::{Error, Result};

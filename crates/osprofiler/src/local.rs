@@ -101,6 +101,21 @@ pub(crate) struct Context {
     pub(crate) stack: Vec<Id>,
     /// Names of the open elements, innermost last.
     pub(crate) names: Vec<Name>,
+    /// Open elements owned by something other than `start`/`stop` (a
+    /// `tracing` span), by position; empty unless such an integration is
+    /// in use. See [`start_foreign`].
+    foreign: Vec<Foreign>,
+}
+
+/// An element on the stack that `stop` must not close (it is closed by
+/// its owner, e.g. a `tracing` span, with [`record_stop`]).
+#[derive(Debug, Clone)]
+struct Foreign {
+    /// Index of the element in `Context::names` (in `stack`: `depth + 2`).
+    depth: usize,
+    /// How many times its owner has it entered on this stack; at 0 it only
+    /// stays while elements opened inside it are still open above it.
+    entries: u32,
 }
 
 impl Context {
@@ -112,6 +127,7 @@ impl Context {
             hmac_key,
             stack,
             names: Vec::new(),
+            foreign: Vec::new(),
         }
     }
 
@@ -248,6 +264,10 @@ pub(crate) fn stop(info: Option<Value>) {
         let Some(ctx) = s.context.as_mut() else {
             return;
         };
+        if !ctx.foreign.is_empty() {
+            stop_among_foreign(s, info);
+            return;
+        }
         let Some(name) = ctx.names.pop() else {
             return;
         };
@@ -271,6 +291,206 @@ pub(crate) fn stop(info: Option<Value>) {
             if outermost_closed || s.buffer.len() >= LOCAL_BATCH {
                 s.hand_over();
             }
+        }
+    });
+}
+
+// --- Elements owned by other span APIs (the `tracing` layer) ---
+//
+// A `tracing` span is opened when first entered and closed when dropped,
+// possibly on another thread; in between it is entered and exited, once
+// per poll for an async span. Its element sits on the stack only while it
+// is entered, so elements started inside it become its children, and it is
+// marked foreign: `stop()` never closes it (that would steal the stop of
+// whoever started the innermost own element), it closes the innermost own
+// element instead. A foreign element exited while own elements opened
+// inside it are still open stays below them, keeping their parent right,
+// and leaves the stack with the last of them.
+
+impl Context {
+    /// The place in `foreign` of the foreign element `trace_id`.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    fn find_foreign(&self, trace_id: &Id) -> Option<usize> {
+        self.foreign
+            .iter()
+            .rposition(|f| self.stack.get(f.depth + 2) == Some(trace_id))
+    }
+
+    /// Drops exited foreign elements that nothing above keeps on the stack.
+    fn pop_exited_foreign(&mut self) {
+        while let Some(f) = self.foreign.last() {
+            if f.entries > 0 || f.depth + 1 != self.names.len() {
+                break;
+            }
+            self.foreign.pop();
+            self.names.pop();
+            self.stack.pop();
+        }
+    }
+
+    /// Removes the innermost element that is not foreign; returns its name,
+    /// parent id and id.
+    fn remove_innermost_own(&mut self) -> Option<(Name, Id, Id)> {
+        let mut above = self.foreign.len();
+        let mut depth = self.names.len();
+        loop {
+            depth = depth.checked_sub(1)?;
+            match above.checked_sub(1) {
+                Some(f) if self.foreign[f].depth == depth => above = f,
+                _ => break,
+            }
+        }
+        if depth + 2 >= self.stack.len() {
+            return None; // never: `stack` is `names` plus two
+        }
+        let name = self.names.remove(depth);
+        let trace_id = self.stack.remove(depth + 2);
+        let parent_id = self.stack[depth + 1].clone();
+        for f in &mut self.foreign[above..] {
+            f.depth = f.depth.saturating_sub(1);
+        }
+        self.pop_exited_foreign();
+        Some((name, parent_id, trace_id))
+    }
+}
+
+/// `stop` while foreign elements are open: closes the innermost own one.
+#[cold]
+fn stop_among_foreign(s: &mut ThreadState, info: Option<Value>) {
+    let Some(ctx) = s.context.as_mut() else {
+        return;
+    };
+    let Some((name, parent_id, trace_id)) = ctx.remove_innermost_own() else {
+        return;
+    };
+    let base_id = ctx.stack[0].clone();
+    if collector::is_recording() {
+        s.buffer.push(RawEvent {
+            phase: Phase::Stop,
+            name,
+            base_id,
+            parent_id,
+            trace_id,
+            at: minstant::Instant::now(),
+            info,
+        });
+        if s.buffer.len() >= LOCAL_BATCH {
+            s.hand_over();
+        }
+    }
+}
+
+/// The ids of an element opened by [`start_foreign`].
+#[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+#[derive(Debug, Clone)]
+pub(crate) struct ForeignElement {
+    pub(crate) name: Name,
+    pub(crate) base_id: Id,
+    pub(crate) parent_id: Id,
+    pub(crate) trace_id: Id,
+}
+
+/// Opens a foreign element under the current one, records its start and
+/// enters it (see [`enter_foreign`]). `None` when no profiler is active.
+#[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+pub(crate) fn start_foreign(name: Name, info: Option<Value>) -> Option<ForeignElement> {
+    with_state(|s| {
+        let ctx = s.context.as_mut()?;
+        let element = ForeignElement {
+            name,
+            base_id: ctx.stack[0].clone(),
+            parent_id: ctx.stack[ctx.stack.len() - 1].clone(),
+            trace_id: Id::from_u128(random_uuid4()),
+        };
+        ctx.foreign.push(Foreign {
+            depth: ctx.names.len(),
+            entries: 1,
+        });
+        ctx.stack.push(element.trace_id.clone());
+        ctx.names.push(element.name.clone());
+        if collector::is_recording() {
+            s.buffer.push(RawEvent {
+                phase: Phase::Start,
+                name: element.name.clone(),
+                base_id: element.base_id.clone(),
+                parent_id: element.parent_id.clone(),
+                trace_id: element.trace_id.clone(),
+                at: minstant::Instant::now(),
+                info,
+            });
+            if s.buffer.len() >= LOCAL_BATCH {
+                s.hand_over();
+            }
+        }
+        Some(element)
+    })
+    .flatten()
+}
+
+/// Makes an open foreign element current again (a span entered anew).
+/// Does nothing unless the current profiler belongs to its trace.
+#[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+pub(crate) fn enter_foreign(element: &ForeignElement) {
+    with_state(|s| {
+        let Some(ctx) = s.context.as_mut() else {
+            return;
+        };
+        if ctx.stack[0] != element.base_id {
+            return;
+        }
+        match ctx.find_foreign(&element.trace_id) {
+            Some(f) => ctx.foreign[f].entries = ctx.foreign[f].entries.saturating_add(1),
+            None => {
+                ctx.foreign.push(Foreign {
+                    depth: ctx.names.len(),
+                    entries: 1,
+                });
+                ctx.stack.push(element.trace_id.clone());
+                ctx.names.push(element.name.clone());
+            }
+        }
+    });
+}
+
+/// Undoes one [`enter_foreign`]/[`start_foreign`]. Nothing else is ever
+/// popped; an element it cannot find (the profiler was cleaned or
+/// swapped meanwhile) is left alone.
+#[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+pub(crate) fn exit_foreign(trace_id: &Id) {
+    with_state(|s| {
+        let Some(ctx) = s.context.as_mut() else {
+            return;
+        };
+        if let Some(f) = ctx.find_foreign(trace_id) {
+            let entry = &mut ctx.foreign[f];
+            entry.entries = entry.entries.saturating_sub(1);
+            ctx.pop_exited_foreign();
+        }
+    });
+}
+
+/// Records the stop of a foreign element from its ids, on whatever thread
+/// it ends; the current profiler, if any, is not consulted.
+#[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+pub(crate) fn record_stop(element: &ForeignElement, info: Option<Value>) {
+    if !collector::is_recording() {
+        return;
+    }
+    with_state(|s| {
+        s.buffer.push(RawEvent {
+            phase: Phase::Stop,
+            name: element.name.clone(),
+            base_id: element.base_id.clone(),
+            parent_id: element.parent_id.clone(),
+            trace_id: element.trace_id.clone(),
+            at: minstant::Instant::now(),
+            info,
+        });
+        // Nothing may hand this thread's buffer over soon when it has no
+        // open elements of its own (a span dropped on an idle thread).
+        let idle = s.context.as_ref().map_or(true, |c| c.names.is_empty());
+        if idle || s.buffer.len() >= LOCAL_BATCH {
+            s.hand_over();
         }
     });
 }

@@ -35,7 +35,7 @@ pub struct Profiler {
 }
 
 impl Profiler {
-    fn of(ctx: &Context) -> Profiler {
+    pub(crate) fn of(ctx: &Context) -> Profiler {
         let n = ctx.stack.len();
         Profiler {
             hmac_key: ctx.hmac_key.clone(),
