@@ -132,13 +132,20 @@ where
         let Some(span) = ctx.span(id) else {
             return;
         };
+        if span.extensions().get::<SpanState>().is_none() {
+            return;
+        }
+        // Formatting runs user `Debug` code, which may itself use
+        // `tracing`: never under the extensions lock.
+        let mut recorded = Map::new();
+        values.record(&mut JsonVisitor(&mut recorded));
         let mut extensions = span.extensions_mut();
         if let Some(state) = extensions.get_mut::<SpanState>() {
             let fields = match state.element {
                 None => &mut state.fields,
                 Some(_) => &mut state.late_fields,
             };
-            values.record(&mut JsonVisitor(fields));
+            fields.extend(recorded);
         }
     }
 

@@ -295,3 +295,85 @@ fn fixed_name() {
     let element = tree::only(&payloads, &base_id, "tracing");
     assert_eq!(element.start["info"]["tracing"]["name"], "load");
 }
+
+#[derive(Debug, Clone)]
+enum Op {
+    NewSpan,
+    Enter(usize),
+    Exit(usize),
+    DropSpan(usize),
+    Start,
+    Stop,
+}
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    prop_oneof![
+        Just(Op::NewSpan),
+        any::<usize>().prop_map(Op::Enter),
+        any::<usize>().prop_map(Op::Exit),
+        any::<usize>().prop_map(Op::DropSpan),
+        Just(Op::Start),
+        Just(Op::Stop),
+    ]
+}
+
+/// Any interleaving of span enters/exits/closes and `start`/`stop`: no
+/// panic, every element gets exactly one start and one stop with the same
+/// parent, and nothing is left on the stack afterwards.
+#[test]
+#[serial]
+fn any_interleaving_keeps_the_trace_well_formed() {
+    use proptest::test_runner::{Config, TestRunner};
+    let mut runner = TestRunner::new(Config::with_cases(48));
+    runner
+        .run(&proptest::collection::vec(op(), 0..40), |ops| {
+            let mut entered_spans = 0;
+            let mut starts = 0;
+            let (base_id, payloads) = run(OsprofilerLayer::new(), || {
+                let mut spans: Vec<tracing::Span> = Vec::new();
+                let mut guards: Vec<tracing::span::EnteredSpan> = Vec::new();
+                let mut ever_entered = std::collections::HashSet::new();
+                for op in &ops {
+                    match *op {
+                        Op::NewSpan => spans.push(info_span!("s")),
+                        Op::Enter(i) if !spans.is_empty() => {
+                            let span = spans[i % spans.len()].clone();
+                            ever_entered.insert(span.id());
+                            guards.push(span.entered());
+                        }
+                        Op::Exit(i) if !guards.is_empty() => {
+                            let n = guards.len();
+                            drop(guards.remove(i % n));
+                        }
+                        Op::DropSpan(i) if !spans.is_empty() => {
+                            let n = spans.len();
+                            drop(spans.remove(i % n));
+                        }
+                        Op::Start => {
+                            starts += 1;
+                            profiler::start("own", None);
+                        }
+                        Op::Stop => profiler::stop(None),
+                        _ => {}
+                    }
+                }
+                drop(guards);
+                drop(spans);
+                entered_spans = ever_entered.len();
+                for _ in 0..starts {
+                    profiler::stop(None);
+                }
+                // Only `root` is left open.
+                assert_eq!(profiler::get().unwrap().parent_id(), base_id_of_current());
+            });
+            let elements = tree::elements(&payloads, &base_id);
+            assert_eq!(elements.len(), 1 + entered_spans + starts);
+            Ok(())
+        })
+        .unwrap();
+}
+
+fn base_id_of_current() -> String {
+    profiler::get().unwrap().base_id()
+}
