@@ -3,6 +3,7 @@
 //! oslo.messaging services do, the consumer continues it.
 
 mod common {
+    pub mod python;
     pub mod tree;
 }
 mod servers;
@@ -176,4 +177,54 @@ fn consumer_continues_the_publishers_trace() {
     assert_eq!(rpc_element.start["info"]["rpc"]["method"], "reboot");
     // Nothing else was recorded: the untraced handlers made no payloads.
     assert_eq!(payloads.len(), 6, "{payloads:#?}");
+}
+
+/// The same `trace_info` with Python osprofiler 4.4.0 on the other end, in
+/// both directions: a Python service continues our trace and hands it on,
+/// and we continue the context it serialized.
+#[test]
+#[serial]
+fn python_services_read_and_write_the_same_trace_info() {
+    let store = MemoryDriver::new();
+    notifier::set(store.clone());
+
+    profiler::clean();
+    let p = profiler::init("SECRET_KEY", None, None);
+    let mut context = Map::new();
+    context.insert("user_id".into(), json!("admin"));
+    let sender_id = {
+        let _api = Trace::new("compute-api", None);
+        assert!(rpc::inject(&mut context));
+        profiler::get().unwrap().id()
+    };
+    profiler::clean();
+
+    let answers =
+        common::python::run_json_lines("rpc_referee.py", &[], &[Value::Object(context.clone())]);
+    let python_payloads: Vec<Value> = answers[0]["payloads"].as_array().unwrap().clone();
+    let next: Map<String, Value> = answers[0]["next_context"].as_object().unwrap().clone();
+    assert_eq!(next["user_id"], "admin");
+
+    // Python's `rpc` element is a child of ours, in our trace.
+    let python_rpc = tree::only(&python_payloads, &p.base_id(), "rpc");
+    assert_eq!(python_rpc.parent_id, sender_id);
+
+    // And its serialized context continues in Rust under its element.
+    let trace = rpc::extract(&next).expect("Python's trace_info is accepted");
+    assert_eq!(trace.base_id(), p.base_id());
+    assert_eq!(trace.id(), python_rpc.start["trace_id"].as_str().unwrap());
+    {
+        let _entered = trace.enter();
+        let _conductor = Trace::new("conductor", None);
+    }
+    notifier::flush(Duration::from_secs(5)).unwrap();
+    let all: Vec<Value> = store
+        .payloads()
+        .into_iter()
+        .chain(python_payloads)
+        .collect();
+    assert_eq!(
+        tree::render(&all, &p.base_id()),
+        "compute-api\n  rpc\n    conductor\n"
+    );
 }
