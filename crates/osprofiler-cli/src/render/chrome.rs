@@ -139,16 +139,21 @@ pub(crate) fn chrome_value(report: &Value) -> Value {
             Some(d) => truncate(&format!("{name} {d}"), MAX_NAME),
             None => name.clone(),
         };
-        let mut event = json!({
-            "name": title, "cat": name, "ph": "X",
-            "ts": timings[i].0, "dur": timings[i].1,
-            "pid": pid_of[i], "tid": tid_of[i], "args": args,
-        });
+        // Built field by field: `json!` would copy `args` through serde.
+        let mut event = Map::new();
+        event.insert("name".into(), title.into());
+        event.insert("cat".into(), name.into());
+        event.insert("ph".into(), "X".into());
+        event.insert("ts".into(), timings[i].0.into());
+        event.insert("dur".into(), timings[i].1.into());
+        event.insert("pid".into(), pid_of[i].into());
+        event.insert("tid".into(), tid_of[i].into());
+        event.insert("args".into(), Value::Object(args));
         if error_type(info).is_some() {
             // chrome://tracing's reserved colour for failures.
-            event["cname"] = "terrible".into();
+            event.insert("cname".into(), "terrible".into());
         }
-        events.push(event);
+        events.push(Value::Object(event));
     }
 
     let mut other = Map::new();
@@ -156,7 +161,11 @@ pub(crate) fn chrome_value(report: &Value) -> Value {
     if let Some(id) = super::base_id(&nodes) {
         other.insert("base_id".into(), id.into());
     }
-    json!({"traceEvents": events, "displayTimeUnit": "ms", "otherData": other})
+    let mut doc = Map::new();
+    doc.insert("traceEvents".into(), Value::Array(events));
+    doc.insert("displayTimeUnit".into(), "ms".into());
+    doc.insert("otherData".into(), Value::Object(other));
+    Value::Object(doc)
 }
 
 fn metadata(kind: &str, pid: u64, tid: u64, name: &str) -> Value {

@@ -279,6 +279,13 @@ pub(crate) mod fixtures {
         })
     }
 
+    /// Whether this module was compiled into another crate (the browser
+    /// test includes it with `#[path]`), where the slow unit tests would
+    /// only run a second time.
+    pub(crate) fn included_elsewhere() -> bool {
+        !module_path!().starts_with("osprofiler::")
+    }
+
     /// The XSS payload that would retitle the page if it ever became markup.
     pub(crate) const XSS_IMG: &str = "<img src=x onerror=\"document.title='pwned'\">";
     /// A payload that would end the data block if pasted raw into a page.
@@ -426,6 +433,9 @@ mod tests {
 
     #[test]
     fn flatten_handles_a_deep_chain_without_recursion() {
+        if fixtures::included_elsewhere() {
+            return;
+        }
         // Built by hand: a Value this deep cannot be dropped recursively on
         // a test thread's stack, so it is taken apart iteratively below.
         let depth = 50_000;
@@ -435,6 +445,29 @@ mod tests {
         assert_eq!(flat[depth].depth, depth);
         assert!(flat.iter().all(|n| n.end == depth + 1));
         drop(flat);
+        dismantle(report);
+    }
+
+    /// Every renderer walks a 30,000-deep chain on a test thread's 2 MiB
+    /// stack (a recursive walk would overflow well before that).
+    #[test]
+    fn renderers_do_not_recurse() {
+        if fixtures::included_elsewhere() {
+            return;
+        }
+        let depth = 30_000;
+        let report = chain(depth);
+        let html = html::html(&report);
+        assert!(html.contains(&format!("\"d\":{depth},")));
+        let dot = dot::dot(&report);
+        assert_eq!(dot.matches(" -> ").count(), depth + 1);
+        let tree = tree::tree(&report, false);
+        assert_eq!(tree.lines().count(), depth + 2);
+        let chrome = chrome::chrome_value(&report);
+        assert_eq!(
+            chrome["traceEvents"].as_array().unwrap().len(),
+            depth + 1 + 3
+        );
         dismantle(report);
     }
 
