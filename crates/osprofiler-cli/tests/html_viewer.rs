@@ -412,7 +412,10 @@ fn hundred_thousand_spans_stay_virtualized() {
     );
     // Only the root keeps a toggle: the rpc spans' children all fail the
     // filter.
-    assert_eq!(s.eval("document.querySelectorAll('#rows .toggle').length"), 1);
+    assert_eq!(
+        s.eval("document.querySelectorAll('#rows .toggle').length"),
+        1
+    );
     s.eval("document.getElementById('scroller').scrollTop = 0");
     s.wait_for(
         "document.querySelectorAll('#rows .row').length > 5",
