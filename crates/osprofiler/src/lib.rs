@@ -45,7 +45,8 @@
 //! - `macros` (default): `#[trace]` and `#[trace_impl]`.
 //! - `tokio`: [`profiler::spawn`].
 //! - `tower`: [`web::TraceLayer`], the server middleware.
-//! - `sqlite`, `redis`, `postgres`, `mysql` (all: `drivers`): storage drivers.
+//! - `sqlite`, `redis`, `postgres`, `mysql`, `messaging` (all: `drivers`):
+//!   storage drivers (`messaging`: oslo.messaging notifications on RabbitMQ).
 //! - `http-client`: [`http_client::inject_headers`], trace headers for any
 //!   HTTP client.
 //! - `reqwest`: `http_client::TracingMiddleware`, a reqwest-middleware
@@ -69,18 +70,22 @@ pub mod drivers;
 pub mod error;
 #[cfg(feature = "http-client")]
 pub mod http_client;
+pub mod initializer;
 mod local;
 pub mod notification;
 pub mod notifier;
 pub mod profiler;
 mod pyjson;
 pub mod report;
+#[cfg(feature = "sql")]
+pub mod sql;
 pub mod rpc;
 #[cfg(feature = "tracing")]
 pub mod tracing_layer;
 pub mod web;
 
 pub use error::{Error, Result};
+pub use initializer::init_from_conf;
 pub use notification::Notification;
 #[cfg(feature = "macros")]
 pub use osprofiler_macros::{trace, trace_impl};

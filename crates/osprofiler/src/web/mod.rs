@@ -5,16 +5,20 @@
 //! them ([`signed_unpack`]) and continues the trace.
 
 #[cfg(feature = "tower")]
-mod layer;
+mod middleware;
 mod signing;
+pub mod traceparent;
 
 use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
 #[cfg(feature = "tower")]
-pub use layer::{disable, enable, reset_global, ResponseFuture, TraceLayer, TraceService};
+pub use middleware::{disable, enable, reset_global, ResponseFuture, TraceLayer, TraceService};
 pub use signing::{generate_hmac, signed_pack, signed_unpack, TraceInfo, MAX_HEADER_LEN};
+pub use traceparent::{
+    otel_span_id, otel_trace_id, traceparent_for, TraceParent, TraceparentPolicy, TRACEPARENT,
+};
 
 use crate::profiler;
 

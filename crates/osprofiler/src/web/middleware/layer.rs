@@ -3,7 +3,7 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 use super::{Settings, TraceService};
-use crate::web::split_keys;
+use crate::web::{split_keys, TraceparentPolicy};
 
 /// Layer that continues traces from signed headers (Python's
 /// `WsgiMiddleware`). Enabled by default; [`web::enable`](super::enable) /
@@ -21,6 +21,7 @@ impl TraceLayer {
             settings: Arc::new(Settings {
                 enabled: true,
                 hmac_keys: split_keys(hmac_keys),
+                traceparent: TraceparentPolicy::Ignore,
             }),
         }
     }
@@ -31,6 +32,21 @@ impl TraceLayer {
             settings: Arc::new(Settings {
                 enabled,
                 hmac_keys: self.settings.hmac_keys.clone(),
+                traceparent: self.settings.traceparent,
+            }),
+        }
+    }
+
+    /// Sets which incoming W3C `traceparent` headers are used (default
+    /// [`TraceparentPolicy::Ignore`]). The header is not signed, so read
+    /// [`web::traceparent`](crate::web::traceparent) before turning this
+    /// on.
+    pub fn accept_traceparent(self, policy: TraceparentPolicy) -> Self {
+        TraceLayer {
+            settings: Arc::new(Settings {
+                enabled: self.settings.enabled,
+                hmac_keys: self.settings.hmac_keys.clone(),
+                traceparent: policy,
             }),
         }
     }

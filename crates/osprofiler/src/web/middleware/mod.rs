@@ -7,6 +7,11 @@
 //! following its future across `.await`. Any other request passes through
 //! untouched: profiling never refuses a request.
 //!
+//! A W3C `traceparent` header is ignored unless
+//! [`TraceLayer::accept_traceparent`] says otherwise; see
+//! [`TraceparentPolicy`](crate::web::TraceparentPolicy) and, for why it is
+//! opt-in, [`web::traceparent`](crate::web::traceparent).
+//!
 //! ```
 //! use osprofiler::web::TraceLayer;
 //! use tower::{Layer, ServiceExt, service_fn};
@@ -37,7 +42,10 @@ use tower_service::Service;
 pub use future::ResponseFuture;
 pub use layer::TraceLayer;
 
-use super::{signed_unpack, split_keys, X_TRACE_HMAC, X_TRACE_INFO};
+use super::{
+    otel_trace_id, signed_unpack, split_keys, TraceParent, TraceparentPolicy, TRACEPARENT,
+    X_TRACE_HMAC, X_TRACE_INFO,
+};
 use crate::local::{self, Context};
 use crate::profiler::Id;
 
@@ -76,6 +84,7 @@ pub fn reset_global() {
 pub(crate) struct Settings {
     pub(crate) enabled: bool,
     pub(crate) hmac_keys: Vec<String>,
+    pub(crate) traceparent: TraceparentPolicy,
 }
 
 /// The service made by [`TraceLayer`].
@@ -90,8 +99,9 @@ impl<S> TraceService<S> {
         TraceService { inner, settings }
     }
 
-    /// The context a request continues, if its headers are trusted.
-    fn trusted_context<B>(&self, request: &Request<B>) -> Option<Context> {
+    /// The context a request continues, if its headers are trusted, and
+    /// the `traceparent` to record in its `wsgi` info (opt-in policy).
+    fn trusted_context<B>(&self, request: &Request<B>) -> Option<(Context, Option<String>)> {
         let enabled = match GLOBAL_STATE.load(Ordering::Acquire) {
             UNSET => self.settings.enabled,
             state => state == ENABLED,
@@ -99,18 +109,28 @@ impl<S> TraceService<S> {
         if !enabled {
             return None;
         }
+        let policy = self.settings.traceparent;
         // The common untraced request stops here, after one header lookup.
-        let info = request.headers().get(X_TRACE_INFO)?.to_str().ok()?;
+        let Some(info) = request.headers().get(X_TRACE_INFO) else {
+            return match policy {
+                TraceparentPolicy::AlwaysOn => self.traceparent_context(request),
+                _ => None,
+            };
+        };
         let hmac = request
             .headers()
             .get(X_TRACE_HMAC)
             .and_then(|v| v.to_str().ok());
-        let global_keys = GLOBAL_KEYS.read().ok().filter(|k| !k.is_empty());
-        let keys: &[String] = match &global_keys {
-            Some(keys) => keys,
-            None => &self.settings.hmac_keys,
+        let trace = info
+            .to_str()
+            .ok()
+            .and_then(|info| self.with_keys(|keys| signed_unpack(Some(info), hmac, keys)));
+        let Some(trace) = trace else {
+            return match policy {
+                TraceparentPolicy::AlwaysOn => self.traceparent_context(request),
+                _ => None,
+            };
         };
-        let trace = signed_unpack(Some(info), hmac, keys)?;
         let base = match trace.base_id.as_str() {
             "" => Id::random(),
             text => Id::from_text(text),
@@ -119,8 +139,53 @@ impl<S> TraceService<S> {
             None | Some("") => base.clone(),
             Some(text) => Id::from_text(text),
         };
-        Some(Context::new(Arc::from(trace.hmac_key), base, parent))
+        // A traceparent may only refine a trusted trace, never redirect it.
+        let traceparent = match policy {
+            TraceparentPolicy::Ignore => None,
+            _ => traceparent(request)
+                .filter(|tp| tp.trace_id == otel_trace_id(&base.to_string()))
+                .map(|tp| tp.to_string()),
+        };
+        Some((
+            Context::new(Arc::from(trace.hmac_key), base, parent),
+            traceparent,
+        ))
     }
+
+    /// A new trace continuing the request's `traceparent`
+    /// ([`TraceparentPolicy::AlwaysOn`]): its trace id as `base_id`, its
+    /// parent span as the parent element, the first key to sign further.
+    fn traceparent_context<B>(&self, request: &Request<B>) -> Option<(Context, Option<String>)> {
+        let tp = traceparent(request)?;
+        let key = self.with_keys(|keys| keys.first().cloned().unwrap_or_default());
+        let base = Id::from_text(&tp.base_id());
+        let parent = Id::from_text(&tp.parent_element_id());
+        Some((
+            Context::new(Arc::from(key), base, parent),
+            Some(tp.to_string()),
+        ))
+    }
+
+    /// Runs `f` on the keys in force: the global ones when set, else the
+    /// layer's.
+    fn with_keys<R>(&self, f: impl FnOnce(&[String]) -> R) -> R {
+        let global_keys = GLOBAL_KEYS.read().ok().filter(|k| !k.is_empty());
+        match &global_keys {
+            Some(keys) => f(keys),
+            None => f(&self.settings.hmac_keys),
+        }
+    }
+}
+
+/// The request's one valid `traceparent` (several are refused, as W3C
+/// allows).
+fn traceparent<B>(request: &Request<B>) -> Option<TraceParent> {
+    let mut values = request.headers().get_all(TRACEPARENT).iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    TraceParent::parse(value.to_str().ok()?)
 }
 
 /// Python's `request` info: path, query, method, scheme.
@@ -176,10 +241,13 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let Some(context) = self.trusted_context(&request) else {
+        let Some((context, traceparent)) = self.trusted_context(&request) else {
             return ResponseFuture::untraced(self.inner.call(request));
         };
-        let info = request_info(&request);
+        let mut info = request_info(&request);
+        if let (Some(tp), Some(map)) = (traceparent, info.as_object_mut()) {
+            map.insert("traceparent".into(), tp.into());
+        }
         // The handler may do work in `call` already: run it in the trace.
         let outer = local::swap_context(Some(context));
         local::start("wsgi".into(), Some(info));
