@@ -16,10 +16,6 @@
 //! "children"}`. Renderers accept any JSON: missing or mistyped fields show
 //! as empty rather than failing.
 
-// `trace show` is being wired up separately; until it calls the renderers
-// the binary itself does not use them.
-#![cfg_attr(not(test), allow(dead_code))]
-
 pub(crate) mod chrome;
 pub(crate) mod dot;
 pub(crate) mod html;
