@@ -91,6 +91,8 @@ pub(crate) struct RawEvent {
     pub(crate) trace_id: Id,
     pub(crate) at: minstant::Instant,
     pub(crate) info: Option<Value>,
+    /// Which registered service recorded it (0: the process's default).
+    pub(crate) service: u16,
 }
 
 /// The profiler of one request context: Python's `_Profiler`.
@@ -105,6 +107,9 @@ pub(crate) struct Context {
     /// `tracing` span), by position; empty unless such an integration is
     /// in use. See [`start_foreign`].
     foreign: Vec<Foreign>,
+    /// The service whose driver receives this context's notifications
+    /// (see `notifier::add_service`); 0 for the default driver.
+    pub(crate) service: u16,
 }
 
 /// An element on the stack that `stop` must not close (it is closed by
@@ -128,6 +133,7 @@ impl Context {
             stack,
             names: Vec::new(),
             foreign: Vec::new(),
+            service: 0,
         }
     }
 
@@ -135,11 +141,13 @@ impl Context {
     /// another thread): new elements become children of the current one, and
     /// it cannot close elements it did not open.
     pub(crate) fn fork(&self) -> Context {
-        Context::new(
+        let mut forked = Context::new(
             self.hmac_key.clone(),
             self.stack[0].clone(),
             self.stack[self.stack.len() - 1].clone(),
-        )
+        );
+        forked.service = self.service;
+        forked
     }
 }
 
@@ -190,6 +198,10 @@ pub(crate) fn is_active() -> bool {
 
 pub(crate) fn with_context<R>(f: impl FnOnce(&Context) -> R) -> Option<R> {
     with_state(|s| s.context.as_ref().map(f)).flatten()
+}
+
+pub(crate) fn with_context_mut<R>(f: impl FnOnce(&mut Context) -> R) -> Option<R> {
+    with_state(|s| s.context.as_mut().map(f)).flatten()
 }
 
 /// Installs `context` when none is active; returns what is active afterwards.
@@ -246,6 +258,7 @@ pub(crate) fn start(name: Name, info: Option<Value>) -> bool {
                 trace_id,
                 at: minstant::Instant::now(),
                 info,
+                service: ctx.service,
             });
             if s.buffer.len() >= LOCAL_BATCH {
                 s.hand_over();
@@ -276,6 +289,7 @@ pub(crate) fn stop(info: Option<Value>) {
         let parent_id = ctx.stack[depth - 2].clone();
         let base_id = ctx.stack[0].clone();
         let outermost_closed = ctx.names.is_empty();
+        let service = ctx.service;
         if collector::is_recording() {
             s.buffer.push(RawEvent {
                 phase: Phase::Stop,
@@ -285,6 +299,7 @@ pub(crate) fn stop(info: Option<Value>) {
                 trace_id,
                 at: minstant::Instant::now(),
                 info,
+                service,
             });
             // A finished request hands its events over at once, so nothing
             // waits in the buffer of a thread that then goes idle.
@@ -364,6 +379,7 @@ fn stop_among_foreign(s: &mut ThreadState, info: Option<Value>) {
         return;
     };
     let base_id = ctx.stack[0].clone();
+    let service = ctx.service;
     if collector::is_recording() {
         s.buffer.push(RawEvent {
             phase: Phase::Stop,
@@ -373,6 +389,7 @@ fn stop_among_foreign(s: &mut ThreadState, info: Option<Value>) {
             trace_id,
             at: minstant::Instant::now(),
             info,
+            service,
         });
         if s.buffer.len() >= LOCAL_BATCH {
             s.hand_over();
@@ -388,6 +405,7 @@ pub(crate) struct ForeignElement {
     pub(crate) base_id: Id,
     pub(crate) parent_id: Id,
     pub(crate) trace_id: Id,
+    pub(crate) service: u16,
 }
 
 /// Opens a foreign element under the current one, records its start and
@@ -401,6 +419,7 @@ pub(crate) fn start_foreign(name: Name, info: Option<Value>) -> Option<ForeignEl
             base_id: ctx.stack[0].clone(),
             parent_id: ctx.stack[ctx.stack.len() - 1].clone(),
             trace_id: Id::from_u128(random_uuid4()),
+            service: ctx.service,
         };
         ctx.foreign.push(Foreign {
             depth: ctx.names.len(),
@@ -417,6 +436,7 @@ pub(crate) fn start_foreign(name: Name, info: Option<Value>) -> Option<ForeignEl
                 trace_id: element.trace_id.clone(),
                 at: minstant::Instant::now(),
                 info,
+                service: element.service,
             });
             if s.buffer.len() >= LOCAL_BATCH {
                 s.hand_over();
@@ -485,6 +505,7 @@ pub(crate) fn record_stop(element: &ForeignElement, info: Option<Value>) {
             trace_id: element.trace_id.clone(),
             at: minstant::Instant::now(),
             info,
+            service: element.service,
         });
         // Nothing may hand this thread's buffer over soon when it has no
         // open elements of its own (a span dropped on an idle thread).

@@ -1,4 +1,5 @@
 //! The tower layer, case by case as upstream's `WsgiMiddleware` tests.
+#![cfg(feature = "tower")]
 
 use std::convert::Infallible;
 use std::time::Duration;

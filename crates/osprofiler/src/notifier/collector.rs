@@ -48,6 +48,7 @@ enum Message {
     Events(Vec<RawEvent>),
     Payloads(Vec<Notification>),
     SetDriver(Option<Arc<dyn Driver>>),
+    AddService(u16, Arc<dyn Driver>),
     Flush(mpsc::SyncSender<usize>),
 }
 
@@ -109,6 +110,20 @@ fn shared() -> &'static Shared {
             .spawn(move || Collector::new(receiver).run());
         Shared { sender }
     })
+}
+
+static NEXT_SERVICE: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(1);
+
+/// Registers the driver of one more service of this process; contexts
+/// tagged with the returned number send their notifications to it.
+/// `None` once all tags are used.
+pub(crate) fn add_service(driver: Arc<dyn Driver>) -> Option<u16> {
+    let tag = NEXT_SERVICE.fetch_add(1, Ordering::Relaxed);
+    if tag == 0 {
+        return None;
+    }
+    let _ = shared().sender.send(Message::AddService(tag, driver));
+    Some(tag)
 }
 
 pub(crate) fn set_driver(driver: Option<Arc<dyn Driver>>) {
@@ -188,7 +203,11 @@ pub(crate) fn flush(timeout: Duration) -> Result<(), usize> {
 struct Collector {
     receiver: Receiver<Message>,
     driver: Option<Arc<dyn Driver>>,
+    /// Drivers of the other services of this process, by tag.
+    services: std::collections::HashMap<u16, Arc<dyn Driver>>,
     pending: VecDeque<Notification>,
+    /// The service tag of each entry of `pending`.
+    tags: VecDeque<u16>,
     anchor: minstant::Anchor,
     anchored_at: Instant,
     backoff: Duration,
@@ -200,7 +219,9 @@ impl Collector {
         Collector {
             receiver,
             driver: None,
+            services: std::collections::HashMap::new(),
             pending: VecDeque::new(),
+            tags: VecDeque::new(),
             anchor: minstant::Anchor::new(),
             anchored_at: Instant::now(),
             backoff: MIN_BACKOFF,
@@ -247,10 +268,17 @@ impl Collector {
                 self.reanchor();
                 let host = host();
                 let anchor = &self.anchor;
+                self.tags.extend(events.iter().map(|e| e.service));
                 self.pending
                     .extend(events.into_iter().map(|e| convert(e, anchor, host)));
             }
-            Message::Payloads(payloads) => self.pending.extend(payloads),
+            Message::Payloads(payloads) => {
+                self.tags.extend(payloads.iter().map(|_| 0));
+                self.pending.extend(payloads);
+            }
+            Message::AddService(tag, driver) => {
+                self.services.insert(tag, driver);
+            }
             Message::SetDriver(driver) => {
                 self.driver = driver;
                 self.retry_at = None;
@@ -274,25 +302,36 @@ impl Collector {
             self.retry_at = None;
             return;
         }
-        let Some(driver) = self.driver.clone() else {
+        if self.driver.is_none() {
             // No driver: nothing can ever take these.
             let n = self.pending.len();
             self.pending.clear();
+            self.tags.clear();
             QUEUED.fetch_sub(n as u64, Ordering::Relaxed);
             return;
-        };
+        }
         if !force && self.retry_at.is_some_and(|at| Instant::now() < at) {
             return;
         }
         let batch_size = EXPORT_BATCH.load(Ordering::Relaxed);
-        while !self.pending.is_empty() {
-            let n = self.pending.len().min(batch_size);
+        while let Some(&tag) = self.tags.front() {
+            // One driver call per run of notifications of one service.
+            let n = self
+                .tags
+                .iter()
+                .take(batch_size)
+                .take_while(|&&t| t == tag)
+                .count();
+            let Some(driver) = self.services.get(&tag).or(self.driver.as_ref()).cloned() else {
+                return;
+            };
             let chunk = &self.pending.make_contiguous()[..n];
             let result =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| driver.notify(chunk)));
             match result {
                 Ok(Ok(())) => {
                     self.pending.drain(..n);
+                    self.tags.drain(..n);
                     QUEUED.fetch_sub(n as u64, Ordering::Relaxed);
                     SENT.fetch_add(n as u64, Ordering::Relaxed);
                     self.backoff = MIN_BACKOFF;
@@ -314,6 +353,7 @@ impl Collector {
                     // retry: drop that batch, keep the collector alive.
                     FAILED.fetch_add(1, Ordering::Relaxed);
                     self.pending.drain(..n);
+                    self.tags.drain(..n);
                     QUEUED.fetch_sub(n as u64, Ordering::Relaxed);
                     record_drop(n as u64);
                 }

@@ -49,6 +49,23 @@ pub fn set_shared(driver: Arc<dyn Driver>) {
     collector::set_driver(Some(driver));
 }
 
+/// One more service hosted by this process, with a driver of its own.
+///
+/// Python runs one service per process, so its drivers stamp one
+/// `project`/`service` on everything. A Rust binary may host several (an
+/// API and a worker, say): register a driver for each extra one with
+/// [`add_service`] and tag its requests' contexts (the server layer's
+/// `TraceLayer::service`, or [`crate::profiler::set_service`]); their
+/// notifications then go to that driver instead of the default one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ServiceTag(pub(crate) u16);
+
+/// Registers the driver of one more service of this process (see
+/// [`ServiceTag`]). Returns `None` after 65,535 registrations.
+pub fn add_service(driver: impl Driver) -> Option<ServiceTag> {
+    collector::add_service(Arc::new(driver)).map(ServiceTag)
+}
+
 /// Removes the driver: back to the default no-op notifier, under which
 /// `start`/`stop` record nothing.
 pub fn reset() {

@@ -161,6 +161,14 @@ pub fn stop(info: Option<Value>) {
     local::stop(info);
 }
 
+/// Sends the notifications of the current context to the driver of
+/// `service` (see [`notifier::ServiceTag`](crate::notifier::ServiceTag));
+/// contexts forked from it inherit the tag. Returns whether a profiler was
+/// active.
+pub fn set_service(service: crate::notifier::ServiceTag) -> bool {
+    local::with_context_mut(|ctx| ctx.service = service.0).is_some()
+}
+
 /// Drops the profiler of the current context (Python's `profiler.clean`).
 pub fn clean() {
     local::clean();
