@@ -126,6 +126,15 @@ struct Node {
 
 const NO_PARENT: u32 = u32::MAX;
 
+/// What the first event of an element contributes to its node.
+struct NewNode<'a> {
+    parent_id: String,
+    name: &'a str,
+    project: Value,
+    service: Value,
+    host: Value,
+}
+
 impl ReportBuilder {
     /// An empty builder.
     pub fn new() -> ReportBuilder {
@@ -139,7 +148,7 @@ impl ReportBuilder {
             self.skipped += 1;
             return false;
         };
-        let text = |key: &str| obj.get(key).and_then(Value::as_str).map(str::to_owned);
+        let text = |key: &str| obj.get(key).and_then(Value::as_str);
         let (Some(trace_id), Some(parent_id), Some(name), Some(timestamp)) = (
             text("trace_id"),
             text("parent_id"),
@@ -149,23 +158,31 @@ impl ReportBuilder {
             self.skipped += 1;
             return false;
         };
-        let field = |key: &str| obj.get(key).cloned().unwrap_or(Value::Null);
-        let (project, service) = (field("project"), field("service"));
-        let host = obj
-            .get("info")
-            .and_then(|i| i.get("host"))
-            .cloned()
-            .unwrap_or(Value::Null);
-        self.append(Event {
-            trace_id,
-            parent_id,
-            name,
-            project,
-            service,
-            host,
-            timestamp,
-            raw_payload: payload,
-        })
+        let Some(ts) = parse_timestamp(timestamp) else {
+            self.skipped += 1;
+            return false;
+        };
+        let meta_key = format!("meta.raw_payload.{name}");
+        let is_stop = name.ends_with("stop");
+        // Identity fields are copied only for the first event of a node.
+        let id = self.node_for(trace_id, &meta_key, || {
+            let field = |key: &str| obj.get(key).cloned().unwrap_or(Value::Null);
+            let host = obj.get("info").and_then(|i| i.get("host")).cloned();
+            NewNode {
+                parent_id: parent_id.to_owned(),
+                name,
+                project: field("project"),
+                service: field("service"),
+                host: host.unwrap_or(Value::Null),
+            }
+        });
+        match id {
+            Some(id) => {
+                self.record(id, meta_key, is_stop, ts, payload);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Adds one notification (Python's `_append_results`). Returns false
@@ -176,45 +193,86 @@ impl ReportBuilder {
             return false;
         };
         let meta_key = format!("meta.raw_payload.{}", event.name);
-        let id = match self.index.get(&event.trace_id) {
-            Some(&id) => {
-                if self.nodes[id as usize].info.contains_key(&meta_key) {
-                    self.skipped += 1;
-                    return false;
-                }
-                id
+        let is_stop = event.name.ends_with("stop");
+        let Event {
+            trace_id,
+            parent_id,
+            name,
+            project,
+            service,
+            host,
+            raw_payload,
+            ..
+        } = event;
+        let id = self.node_for(&trace_id, &meta_key, || NewNode {
+            parent_id,
+            name: &name,
+            project,
+            service,
+            host,
+        });
+        match id {
+            Some(id) => {
+                self.record(id, meta_key, is_stop, ts, raw_payload);
+                true
             }
-            None => {
-                let Ok(id) = u32::try_from(self.nodes.len()) else {
-                    self.skipped += 1;
-                    return false;
-                };
-                if id == NO_PARENT {
-                    self.skipped += 1;
-                    return false;
-                }
-                let op = event.name.split('-').next().unwrap_or_default().to_owned();
-                let mut info = Map::new();
-                info.insert("name".into(), Value::String(op.clone()));
-                info.insert("project".into(), event.project);
-                info.insert("service".into(), event.service);
-                info.insert("host".into(), event.host);
-                self.index.insert(event.trace_id.clone(), id);
-                self.nodes.push(Node {
-                    trace_id: event.trace_id,
-                    parent_id: event.parent_id,
-                    op,
-                    info,
-                    started: None,
-                    finished: None,
-                });
-                id
+            None => false,
+        }
+    }
+
+    /// The node of `trace_id`, created from `new` if it is the first event
+    /// of that element. `None` (counted as skipped) for a duplicate event or
+    /// past `u32::MAX - 1` nodes.
+    fn node_for<'n>(
+        &mut self,
+        trace_id: &str,
+        meta_key: &str,
+        new: impl FnOnce() -> NewNode<'n>,
+    ) -> Option<u32> {
+        if let Some(&id) = self.index.get(trace_id) {
+            if self.nodes[id as usize].info.contains_key(meta_key) {
+                self.skipped += 1;
+                return None;
+            }
+            return Some(id);
+        }
+        let id = match u32::try_from(self.nodes.len()) {
+            Ok(id) if id != NO_PARENT => id,
+            _ => {
+                self.skipped += 1;
+                return None;
             }
         };
+        let NewNode {
+            parent_id,
+            name,
+            project,
+            service,
+            host,
+        } = new();
+        let op = name.split('-').next().unwrap_or_default().to_owned();
+        let mut info = Map::new();
+        info.insert("name".into(), Value::String(op.clone()));
+        info.insert("project".into(), project);
+        info.insert("service".into(), service);
+        info.insert("host".into(), host);
+        self.index.insert(trace_id.to_owned(), id);
+        self.nodes.push(Node {
+            trace_id: trace_id.to_owned(),
+            parent_id,
+            op,
+            info,
+            started: None,
+            finished: None,
+        });
+        Some(id)
+    }
+
+    /// The rest of `_append_results` once the node is known.
+    fn record(&mut self, id: u32, meta_key: String, is_stop: bool, ts: i64, raw_payload: Value) {
         let node = &mut self.nodes[id as usize];
-        let is_stop = event.name.ends_with("stop");
         let exception = if is_stop {
-            match event.raw_payload.get("info") {
+            match raw_payload.get("info") {
                 Some(Value::Object(info)) => {
                     info.get("etype").cloned().unwrap_or_else(|| "None".into())
                 }
@@ -223,7 +281,7 @@ impl ReportBuilder {
         } else {
             Value::Null
         };
-        node.info.insert(meta_key, event.raw_payload);
+        node.info.insert(meta_key, raw_payload);
         if is_stop {
             // Placeholders keep Python's key order; values are set in finish.
             node.info.insert("finished".into(), Value::Null);
@@ -242,7 +300,6 @@ impl ReportBuilder {
         if !matches!(self.finished_at, Some(last) if last >= ts) {
             self.finished_at = Some(ts);
         }
-        true
     }
 
     /// Counts an event the caller could not even turn into an [`Event`].
@@ -824,6 +881,69 @@ mod tests {
         let r = build(events);
         let order: Vec<_> = r.roots().map(|n| n.trace_id()).collect();
         assert_eq!(order, ["e", "a", "c", "d"]);
+    }
+
+    /// `cargo test --release -p osprofiler --lib -- --ignored million`
+    #[test]
+    #[ignore = "large: run in release"]
+    fn million_events() {
+        let nodes = 500_000u64;
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut rand = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        let mut events = Vec::with_capacity(2 * nodes as usize);
+        for i in 0..nodes {
+            let parent = if i == 0 {
+                "b".to_string()
+            } else {
+                format!("n{}", rand(i))
+            };
+            for (name, ms) in [("f-start", rand(60_000)), ("f-stop", rand(60_000))] {
+                events.push(
+                    json!({"name": name, "base_id": "b", "trace_id": format!("n{i}"),
+                    "parent_id": parent, "timestamp": t(ms as u32), "info": {"host": "h"},
+                    "project": "p", "service": "s"}),
+                );
+            }
+        }
+        // CPU time of this thread, in clock ticks (the machine may be busy).
+        let cpu = || {
+            let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+            let fields: Vec<&str> = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .collect();
+            let tick = |i: usize| {
+                fields
+                    .get(i)
+                    .and_then(|f| f.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            tick(11) + tick(12)
+        };
+        let (cpu0, started) = (cpu(), std::time::Instant::now());
+        let report = build(events);
+        let (cpu1, built) = (cpu(), started.elapsed());
+        let mut out = Vec::new();
+        serde_json::to_writer(&mut out, &report).unwrap();
+        eprintln!(
+            "CPU ticks (1/100 s): build {}, serialize {}",
+            cpu1 - cpu0,
+            cpu() - cpu1
+        );
+        eprintln!(
+            "1M events: built in {built:?}, serialized {} MB in {:?}",
+            out.len() >> 20,
+            started.elapsed() - built
+        );
+        assert_eq!(report.len(), nodes as usize);
+        assert_eq!(report.skipped(), 0);
     }
 
     #[test]

@@ -256,7 +256,7 @@ fn event() -> impl Strategy<Value = Value> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn garbage_never_panics_and_keeps_every_node_once(events in prop::collection::vec(event(), 0..40)) {
