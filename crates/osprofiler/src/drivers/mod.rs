@@ -7,6 +7,8 @@
 mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub mod sql;
 pub(crate) mod sql_layout;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
@@ -18,6 +20,8 @@ use serde_json::{Map, Value};
 
 #[cfg(feature = "redis")]
 pub use self::redis::RedisDriver;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub use self::sql::SqlDriver;
 pub use memory::MemoryDriver;
 #[cfg(feature = "sqlite")]
 pub use self::sqlite::SqliteDriver;
@@ -112,6 +116,22 @@ pub fn get_driver(
             connection_string,
             project,
             service,
+            conf,
+        )?)),
+        #[cfg(feature = "postgres")]
+        "postgresql" | "postgresql+psycopg2" => Ok(Arc::new(SqlDriver::new(
+            connection_string,
+            project,
+            service,
+            host,
+            conf,
+        )?)),
+        #[cfg(feature = "mysql")]
+        "mysql" | "mysql+pymysql" | "mysql+mysqldb" => Ok(Arc::new(SqlDriver::new(
+            connection_string,
+            project,
+            service,
+            host,
             conf,
         )?)),
         #[cfg(feature = "sqlite")]
