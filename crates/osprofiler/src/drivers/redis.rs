@@ -99,8 +99,11 @@ impl RedisDriver {
     /// (the password is the master's; sentinels are asked without one).
     ///
     /// Uses `filter_error_trace`, `trace_ttl_seconds`, and for Sentinel
-    /// `sentinel_service_name` and `socket_timeout` from `conf`. Does not
-    /// connect: the first use does, and every use after a failure.
+    /// `sentinel_service_name` and `socket_timeout` from `conf`. Sentinels
+    /// are tried in order, each within `socket_timeout` (as Python's); the
+    /// master's replies get at least 5 s, since a spurious timeout on a
+    /// batch would make the collector store it twice. Does not connect: the
+    /// first use does, and every use after a failure.
     pub fn new(
         connection_string: &str,
         project: Option<&str>,

@@ -391,8 +391,24 @@ fn postgres_config(parts: UrlParts) -> Result<postgres::Config, String> {
     config.tcp_user_timeout(IO_TIMEOUT);
     config.keepalives(true);
     config.keepalives_idle(Duration::from_secs(30));
-    config.host(parts.host.as_deref().unwrap_or("localhost"));
-    config.port(parts.port.unwrap_or(5432));
+    // One host and port: the `host`/`port` parameters (libpq's way to give
+    // a socket directory) win over the URL's.
+    let param = |name: &str| {
+        parts
+            .query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let host = param("host")
+        .or(parts.host.as_deref())
+        .unwrap_or("localhost");
+    config.host(host);
+    let port = match param("port") {
+        Some(p) => p.parse().map_err(|_| format!("invalid port {p:?}"))?,
+        None => parts.port.unwrap_or(5432),
+    };
+    config.port(port);
     // libpq's defaults: PGUSER, else the login name.
     let user = parts
         .user
@@ -408,16 +424,7 @@ fn postgres_config(parts: UrlParts) -> Result<postgres::Config, String> {
     }
     for (key, value) in &parts.query {
         match key.as_str() {
-            "host" => {
-                config.host(value);
-            }
-            "port" => {
-                config.port(
-                    value
-                        .parse()
-                        .map_err(|_| format!("invalid port {value:?}"))?,
-                );
-            }
+            "host" | "port" => {}
             "connect_timeout" => {
                 let secs: u64 = value
                     .parse()
@@ -672,6 +679,18 @@ mod tests {
         let parts = parse_url("postgresql:///traces?host=/run/postgresql").unwrap();
         assert_eq!(parts.host, None);
         assert_eq!(parts.database.as_deref(), Some("traces"));
+        #[cfg(feature = "postgres")]
+        {
+            let config = postgres_config(parts).unwrap();
+            assert_eq!(config.get_hosts().len(), 1);
+            assert_eq!(config.get_ports(), [5432]);
+            let config =
+                postgres_config(parse_url("postgresql://u@h:6000/d?port=7000").unwrap()).unwrap();
+            assert_eq!(config.get_ports(), [7000]);
+            assert!(
+                postgres_config(parse_url("postgresql://h/d?sslmode=require").unwrap()).is_err()
+            );
+        }
     }
 
     #[test]
