@@ -32,6 +32,9 @@ enum Command {
     /// Work with traces.
     #[command(subcommand)]
     Trace(commands::TraceCommand),
+    /// Run a two-service demo cloud (api -> compute -> SQLite) that records
+    /// one trace into the store and shows it.
+    Demo(commands::demo::Args),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Some(Command::Trace(command)) => command.run(),
+        Some(Command::Demo(args)) => commands::demo::run(args),
         // `arg_required_else_help` prints help when there are no arguments;
         // this is only reached with flags but no command.
         None => Err(anyhow::anyhow!("no command given; see `osprofiler --help`")),

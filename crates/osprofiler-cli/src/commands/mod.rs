@@ -1,6 +1,7 @@
 //! One module per subcommand. To add one: a module with an `Args` struct
 //! and a `run(args)`, and a variant here.
 
+pub(crate) mod demo;
 pub(crate) mod headers;
 pub(crate) mod list;
 pub(crate) mod show;

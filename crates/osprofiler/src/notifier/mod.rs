@@ -151,6 +151,12 @@ pub fn stats() -> Stats {
     collector::stats()
 }
 
+/// The host name written into every `info.host` (the machine's host name
+/// unless [`set_host`] changed it).
+pub fn host() -> &'static str {
+    collector::host()
+}
+
 /// Overrides the host name written into `info.host` (the machine's host
 /// name by default). Only the first call before any event is recorded wins;
 /// returns whether it did.
