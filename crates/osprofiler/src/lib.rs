@@ -54,6 +54,14 @@
 //!   `trace_requests`).
 //! - `tracing`: `tracing_layer::OsprofilerLayer`, which records `tracing`
 //!   spans opened inside a trace as its elements.
+//! - `sql`: the SQL tracing switch (`sql::enable`/`sql::disable`, Python's
+//!   `trace_sqlalchemy`) and the `db` element info, for any database library.
+//! - `sqlx` (backends: `sqlx-postgres`, `sqlx-mysql`, `sqlx-sqlite`):
+//!   `sql::sqlx::Traced`, an executor that records each statement as a `db`
+//!   element, and `sql::sqlx::query`, which also records bound values.
+//! - `diesel` (backends: `diesel-postgres`, `diesel-mysql`, `diesel-sqlite`):
+//!   `sql::diesel::DieselInstrumentation`, diesel's connection
+//!   instrumentation recording each statement as a `db` element.
 //!
 //! Without a feature, [`rpc`] carries traces through RPC message contexts
 //! (`trace_info`, as nova and oslo.messaging do).
