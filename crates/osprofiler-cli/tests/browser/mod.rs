@@ -13,6 +13,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -43,7 +44,13 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        // A helper process may still be finishing a write: retry briefly.
+        for _ in 0..20 {
+            if std::fs::remove_dir_all(&self.0).is_ok() || !self.0.exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
@@ -88,12 +95,50 @@ fn command(profile: &TempDir) -> Command {
         "--window-size=1400,900",
     ])
     .arg(format!("--user-data-dir={}", profile.path().display()))
-    .stdin(Stdio::null());
+    .stdin(Stdio::null())
+    // Its own process group, so that ending it ends its helpers too.
+    .process_group(0);
     cmd
 }
 
+/// Ends the process group the child leads (Chromium and its zygote, GPU and
+/// network helpers), politely first.
+fn end_group(child: &mut Child) {
+    let group = format!("-{}", child.id());
+    for (signal, grace) in [("-TERM", 50), ("-KILL", 50)] {
+        let _ = Command::new("kill")
+            .args([signal, "--", &group])
+            .stderr(Stdio::null())
+            .status();
+        for _ in 0..grace {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    // Helpers that outlived the browser: anything left in the group.
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &group])
+        .stderr(Stdio::null())
+        .status();
+}
+
 fn run(mut cmd: Command) -> Output {
-    let out = cmd.output().expect("run chromium");
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run chromium");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("run chromium");
+    // The browser has exited; make sure no helper of its group lingers.
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pid}")])
+        .stderr(Stdio::null())
+        .status();
     assert!(
         out.status.success(),
         "chromium failed ({}): {}",
@@ -314,8 +359,7 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        end_group(&mut self.child);
     }
 }
 
