@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::notifier::collector;
-use crate::profiler::id::{random_uuid4, Id};
+use crate::profiler::id::{Id, Rng};
 
 /// Events gathered on a thread before they are handed over as one batch.
 pub(crate) const LOCAL_BATCH: usize = 256;
@@ -153,15 +153,31 @@ impl Context {
 
 struct ThreadState {
     context: Option<Context>,
+    /// Events not yet handed over. Unallocated between batches, so an
+    /// idle thread holds no buffer; a recording thread takes a full-size
+    /// one from the collector's pool, so pushes never reallocate.
     buffer: Vec<RawEvent>,
+    /// Ids of the elements opened on this thread.
+    rng: Rng,
 }
 
 impl ThreadState {
     fn hand_over(&mut self) {
         if !self.buffer.is_empty() {
-            // Start small again: most requests record a few dozen events.
-            let batch = std::mem::replace(&mut self.buffer, Vec::with_capacity(16));
-            collector::submit(batch);
+            collector::submit(std::mem::take(&mut self.buffer));
+        }
+    }
+
+    /// Buffers one event; hands the buffer over when it is full or when
+    /// `done` (the thread has nothing open that would hand it over later).
+    #[inline(always)]
+    fn record(&mut self, event: RawEvent, done: bool) {
+        if self.buffer.capacity() == 0 {
+            self.buffer = collector::empty_buffer();
+        }
+        self.buffer.push(event);
+        if done || self.buffer.len() >= LOCAL_BATCH {
+            self.hand_over();
         }
     }
 }
@@ -175,7 +191,7 @@ impl Drop for ThreadState {
 
 thread_local! {
     static STATE: RefCell<ThreadState> = const {
-        RefCell::new(ThreadState { context: None, buffer: Vec::new() })
+        RefCell::new(ThreadState { context: None, buffer: Vec::new(), rng: Rng::unseeded() })
     };
 }
 
@@ -245,12 +261,12 @@ pub(crate) fn start(name: Name, info: Option<Value>) -> bool {
         let Some(ctx) = s.context.as_mut() else {
             return false;
         };
-        let trace_id = Id::from_u128(random_uuid4());
+        let trace_id = Id::from_u128(s.rng.uuid4());
         let parent_id = ctx.stack[ctx.stack.len() - 1].clone();
         ctx.stack.push(trace_id.clone());
         ctx.names.push(name.clone());
         if collector::is_recording() {
-            s.buffer.push(RawEvent {
+            let event = RawEvent {
                 phase: Phase::Start,
                 name,
                 base_id: ctx.stack[0].clone(),
@@ -259,10 +275,8 @@ pub(crate) fn start(name: Name, info: Option<Value>) -> bool {
                 at: minstant::Instant::now(),
                 info,
                 service: ctx.service,
-            });
-            if s.buffer.len() >= LOCAL_BATCH {
-                s.hand_over();
-            }
+            };
+            s.record(event, false);
         }
         true
     })
@@ -291,7 +305,7 @@ pub(crate) fn stop(info: Option<Value>) {
         let outermost_closed = ctx.names.is_empty();
         let service = ctx.service;
         if collector::is_recording() {
-            s.buffer.push(RawEvent {
+            let event = RawEvent {
                 phase: Phase::Stop,
                 name,
                 base_id,
@@ -300,12 +314,10 @@ pub(crate) fn stop(info: Option<Value>) {
                 at: minstant::Instant::now(),
                 info,
                 service,
-            });
+            };
             // A finished request hands its events over at once, so nothing
             // waits in the buffer of a thread that then goes idle.
-            if outermost_closed || s.buffer.len() >= LOCAL_BATCH {
-                s.hand_over();
-            }
+            s.record(event, outermost_closed);
         }
     });
 }
@@ -381,7 +393,7 @@ fn stop_among_foreign(s: &mut ThreadState, info: Option<Value>) {
     let base_id = ctx.stack[0].clone();
     let service = ctx.service;
     if collector::is_recording() {
-        s.buffer.push(RawEvent {
+        let event = RawEvent {
             phase: Phase::Stop,
             name,
             base_id,
@@ -390,10 +402,8 @@ fn stop_among_foreign(s: &mut ThreadState, info: Option<Value>) {
             at: minstant::Instant::now(),
             info,
             service,
-        });
-        if s.buffer.len() >= LOCAL_BATCH {
-            s.hand_over();
-        }
+        };
+        s.record(event, false);
     }
 }
 
@@ -418,7 +428,7 @@ pub(crate) fn start_foreign(name: Name, info: Option<Value>) -> Option<ForeignEl
             name,
             base_id: ctx.stack[0].clone(),
             parent_id: ctx.stack[ctx.stack.len() - 1].clone(),
-            trace_id: Id::from_u128(random_uuid4()),
+            trace_id: Id::from_u128(s.rng.uuid4()),
             service: ctx.service,
         };
         ctx.foreign.push(Foreign {
@@ -428,7 +438,7 @@ pub(crate) fn start_foreign(name: Name, info: Option<Value>) -> Option<ForeignEl
         ctx.stack.push(element.trace_id.clone());
         ctx.names.push(element.name.clone());
         if collector::is_recording() {
-            s.buffer.push(RawEvent {
+            let event = RawEvent {
                 phase: Phase::Start,
                 name: element.name.clone(),
                 base_id: element.base_id.clone(),
@@ -437,10 +447,8 @@ pub(crate) fn start_foreign(name: Name, info: Option<Value>) -> Option<ForeignEl
                 at: minstant::Instant::now(),
                 info,
                 service: element.service,
-            });
-            if s.buffer.len() >= LOCAL_BATCH {
-                s.hand_over();
-            }
+            };
+            s.record(event, false);
         }
         Some(element)
     })
@@ -497,7 +505,7 @@ pub(crate) fn record_stop(element: &ForeignElement, info: Option<Value>) {
         return;
     }
     with_state(|s| {
-        s.buffer.push(RawEvent {
+        let event = RawEvent {
             phase: Phase::Stop,
             name: element.name.clone(),
             base_id: element.base_id.clone(),
@@ -506,12 +514,10 @@ pub(crate) fn record_stop(element: &ForeignElement, info: Option<Value>) {
             at: minstant::Instant::now(),
             info,
             service: element.service,
-        });
+        };
         // Nothing may hand this thread's buffer over soon when it has no
         // open elements of its own (a span dropped on an idle thread).
         let idle = s.context.as_ref().map_or(true, |c| c.names.is_empty());
-        if idle || s.buffer.len() >= LOCAL_BATCH {
-            s.hand_over();
-        }
+        s.record(event, idle);
     });
 }

@@ -15,13 +15,13 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
 use crate::drivers::Driver;
-use crate::local::{Phase, RawEvent};
+use crate::local::{Phase, RawEvent, LOCAL_BATCH};
 use crate::notification::{format_timestamp, Notification};
 
 /// Default for [`crate::notifier::Options::capacity`].
@@ -66,6 +66,33 @@ static FAILED: AtomicU64 = AtomicU64::new(0);
 static DROP_LOGGED: AtomicBool = AtomicBool::new(false);
 static SHARED: OnceLock<Shared> = OnceLock::new();
 static HOST: OnceLock<String> = OnceLock::new();
+/// Emptied event buffers on their way back to the caller threads.
+static POOL: Mutex<Vec<Vec<RawEvent>>> = Mutex::new(Vec::new());
+/// Most buffers kept in [`POOL`] (each `LOCAL_BATCH` events).
+const POOL_SIZE: usize = 64;
+
+/// An empty buffer of `LOCAL_BATCH` events for a caller thread: one the
+/// collector has emptied when there is one, so recording neither
+/// reallocates nor, in a steady state, allocates.
+pub(crate) fn empty_buffer() -> Vec<RawEvent> {
+    POOL.lock()
+        .ok()
+        .and_then(|mut pool| pool.pop())
+        .unwrap_or_else(|| Vec::with_capacity(LOCAL_BATCH))
+}
+
+/// Gives an emptied buffer back for [`empty_buffer`].
+fn recycle(mut buffer: Vec<RawEvent>) {
+    buffer.clear();
+    if buffer.capacity() != LOCAL_BATCH {
+        return;
+    }
+    if let Ok(mut pool) = POOL.lock() {
+        if pool.len() < POOL_SIZE {
+            pool.push(buffer);
+        }
+    }
+}
 
 /// Whether events are being recorded (a driver is installed).
 #[inline]
@@ -210,6 +237,10 @@ struct Collector {
     tags: VecDeque<u16>,
     anchor: minstant::Anchor,
     anchored_at: Instant,
+    /// Formats timestamps, reusing the date and time of the last second.
+    clock: TimestampCache,
+    /// `{"host": <host>}`, cloned into events that carry no info.
+    host_only: Map<String, Value>,
     backoff: Duration,
     retry_at: Option<Instant>,
 }
@@ -224,6 +255,8 @@ impl Collector {
             tags: VecDeque::new(),
             anchor: minstant::Anchor::new(),
             anchored_at: Instant::now(),
+            clock: TimestampCache::default(),
+            host_only: info_with_host(None, host()),
             backoff: MIN_BACKOFF,
             retry_at: None,
         }
@@ -264,13 +297,18 @@ impl Collector {
 
     fn handle(&mut self, message: Message, flushes: &mut Vec<mpsc::SyncSender<usize>>) {
         match message {
-            Message::Events(events) => {
+            Message::Events(mut events) => {
                 self.reanchor();
                 let host = host();
-                let anchor = &self.anchor;
                 self.tags.extend(events.iter().map(|e| e.service));
-                self.pending
-                    .extend(events.into_iter().map(|e| convert(e, anchor, host)));
+                self.pending.reserve(events.len());
+                for event in events.drain(..) {
+                    let micros = (event.at.as_unix_nanos(&self.anchor) / 1_000) as i64;
+                    let timestamp = self.clock.format(micros);
+                    self.pending
+                        .push_back(convert(event, timestamp, &self.host_only, host));
+                }
+                recycle(events);
             }
             Message::Payloads(payloads) => {
                 self.tags.extend(payloads.iter().map(|_| 0));
@@ -362,7 +400,12 @@ impl Collector {
     }
 }
 
-fn convert(event: RawEvent, anchor: &minstant::Anchor, host: &str) -> Notification {
+fn convert(
+    event: RawEvent,
+    timestamp: String,
+    host_only: &Map<String, Value>,
+    host: &str,
+) -> Notification {
     let suffix = match event.phase {
         Phase::Start => "-start",
         Phase::Stop => "-stop",
@@ -370,14 +413,54 @@ fn convert(event: RawEvent, anchor: &minstant::Anchor, host: &str) -> Notificati
     let mut name = String::with_capacity(event.name.as_str().len() + suffix.len());
     name.push_str(event.name.as_str());
     name.push_str(suffix);
-    let micros = (event.at.as_unix_nanos(anchor) / 1_000) as i64;
+    let info = match event.info {
+        None | Some(Value::Null) => host_only.clone(),
+        info => info_with_host(info, host),
+    };
     Notification {
         name,
-        base_id: event.base_id.to_string(),
-        trace_id: event.trace_id.to_string(),
-        parent_id: event.parent_id.to_string(),
-        timestamp: format_timestamp(micros),
-        info: Some(info_with_host(event.info, host)),
+        base_id: event.base_id.to_text(),
+        trace_id: event.trace_id.to_text(),
+        parent_id: event.parent_id.to_text(),
+        timestamp,
+        info: Some(info),
+    }
+}
+
+/// [`format_timestamp`] for a stream of mostly increasing times: the
+/// `%Y-%m-%dT%H:%M:%S.` part is formatted once per second.
+#[derive(Debug, Default)]
+struct TimestampCache {
+    /// The second of `prefix`, if any.
+    second: Option<i64>,
+    /// `format_timestamp` of that second, up to and including the `.`.
+    prefix: String,
+}
+
+impl TimestampCache {
+    fn format(&mut self, unix_micros: i64) -> String {
+        let second = unix_micros.div_euclid(1_000_000);
+        if self.second != Some(second) {
+            let mut text = format_timestamp(second * 1_000_000);
+            if text.len() != 26 {
+                // Outside four-digit years: no shortcut.
+                self.second = None;
+                return format_timestamp(unix_micros);
+            }
+            text.truncate(20);
+            self.prefix = text;
+            self.second = Some(second);
+        }
+        let mut micros = unix_micros.rem_euclid(1_000_000) as u32;
+        let mut digits = [b'0'; 6];
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (micros % 10) as u8;
+            micros /= 10;
+        }
+        let mut out = String::with_capacity(26);
+        out.push_str(&self.prefix);
+        out.push_str(std::str::from_utf8(&digits).unwrap_or("000000"));
+        out
     }
 }
 
@@ -391,4 +474,60 @@ fn info_with_host(info: Option<Value>, host: &str) -> Map<String, Value> {
     };
     map.insert("host".into(), Value::from(host));
     map
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_timestamps_equal_format_timestamp() {
+        let mut cache = TimestampCache::default();
+        let base = 1_700_000_000_123_456_i64;
+        for micros in [
+            base,
+            base + 1,
+            base + 876_543,
+            base + 876_544,
+            base - 5_000_000,
+            0,
+            999_999,
+            -1,
+            253_402_300_799_999_999,
+            253_402_300_800_000_000,
+            base,
+        ] {
+            assert_eq!(cache.format(micros), format_timestamp(micros), "{micros}");
+        }
+    }
+
+    #[test]
+    fn events_without_info_get_the_host_alone() {
+        let host_only = info_with_host(None, "h1");
+        let event = |info| RawEvent {
+            phase: Phase::Stop,
+            name: "db".into(),
+            base_id: crate::profiler::Id::from_u128(1),
+            parent_id: crate::profiler::Id::from_text("p"),
+            trace_id: crate::profiler::Id::from_u128(2),
+            at: minstant::Instant::now(),
+            info,
+            service: 0,
+        };
+        let n = convert(event(None), "t".into(), &host_only, "h1");
+        assert_eq!(n.name, "db-stop");
+        assert_eq!(n.base_id, "00000000-0000-0000-0000-000000000001");
+        assert_eq!(n.parent_id, "p");
+        assert_eq!(n.info, Some(host_only.clone()));
+        let n = convert(
+            event(Some(serde_json::json!({"a": 1, "host": "x"}))),
+            "t".into(),
+            &host_only,
+            "h1",
+        );
+        assert_eq!(
+            serde_json::Value::Object(n.info.unwrap()),
+            serde_json::json!({"a": 1, "host": "h1"})
+        );
+    }
 }

@@ -59,9 +59,24 @@ impl fmt::Display for Id {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Id::Uuid([hi, lo]) => {
-                f.write_str(&format_uuid((u128::from(*hi) << 64) | u128::from(*lo)))
+                let mut buf = [0u8; 36];
+                f.write_str(write_uuid(
+                    (u128::from(*hi) << 64) | u128::from(*lo),
+                    &mut buf,
+                ))
             }
             Id::Text(t) => f.write_str(t),
+        }
+    }
+}
+
+impl Id {
+    /// The id as text: what [`Display`](fmt::Display) writes, built without
+    /// the formatting machinery (one allocation of exactly its length).
+    pub(crate) fn to_text(&self) -> String {
+        match self {
+            Id::Uuid([hi, lo]) => format_uuid((u128::from(*hi) << 64) | u128::from(*lo)),
+            Id::Text(t) => String::from(&**t),
         }
     }
 }
@@ -72,46 +87,84 @@ impl fmt::Debug for Id {
     }
 }
 
+/// A wyrand generator: a few instructions per 64 random bits.
+///
+/// The caller-thread state of `local` owns one, so recording an element
+/// touches a single thread-local; [`random_uuid4`] uses a thread-local one
+/// of its own for everything else.
+#[derive(Debug, Clone)]
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    /// A generator waiting for its seed: [`Rng::uuid4`] seeds it on first
+    /// use, so it can sit in a `const` thread-local.
+    pub(crate) const fn unseeded() -> Rng {
+        Rng(0)
+    }
+
+    #[inline]
+    fn next(&mut self) -> u64 {
+        let s = self.0.wrapping_add(0xa076_1d64_78bd_642f);
+        self.0 = s;
+        let t = u128::from(s) * u128::from(s ^ 0xe703_7ed1_a0b4_28db);
+        (t as u64) ^ ((t >> 64) as u64)
+    }
+
+    /// A random uuid4 as an integer (version and variant bits set).
+    #[inline]
+    pub(crate) fn uuid4(&mut self) -> u128 {
+        if self.0 == 0 {
+            self.0 = seed();
+        }
+        let hi = self.next();
+        let lo = self.next();
+        let raw = (u128::from(hi) << 64) | u128::from(lo);
+        (raw & !(0xf << 76) & !(0x3 << 62)) | (0x4 << 76) | (0x2 << 62)
+    }
+}
+
 thread_local! {
-    static RNG: Cell<u64> = Cell::new(seed());
+    static RNG: Cell<u64> = const { Cell::new(0) };
 }
 
 fn seed() -> u64 {
     // RandomState is seeded from the OS once per thread and varied per call,
     // which is all a trace id needs: ids must not collide, not be secret.
+    // Never 0, which marks an unseeded generator.
     let mut hasher = RandomState::new().build_hasher();
     hasher.write_u64(std::process::id() as u64);
     hasher.finish() | 1
 }
 
-#[inline]
-fn wyrand(state: &Cell<u64>) -> u64 {
-    let s = state.get().wrapping_add(0xa076_1d64_78bd_642f);
-    state.set(s);
-    let t = u128::from(s) * u128::from(s ^ 0xe703_7ed1_a0b4_28db);
-    (t as u64) ^ ((t >> 64) as u64)
-}
-
 /// A random uuid4 as an integer (version and variant bits set).
 #[inline]
 pub(crate) fn random_uuid4() -> u128 {
-    let (hi, lo) = RNG.with(|s| (wyrand(s), wyrand(s)));
-    let raw = (u128::from(hi) << 64) | u128::from(lo);
-    (raw & !(0xf << 76) & !(0x3 << 62)) | (0x4 << 76) | (0x2 << 62)
+    RNG.with(|state| {
+        let mut rng = Rng(state.get());
+        let value = rng.uuid4();
+        state.set(rng.0);
+        value
+    })
 }
 
 /// Formats a uuid integer as `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`.
 pub(crate) fn format_uuid(value: u128) -> String {
+    let mut buf = [0u8; 36];
+    String::from(write_uuid(value, &mut buf))
+}
+
+/// Writes the canonical text of a uuid into `buf` and returns it.
+fn write_uuid(value: u128, buf: &mut [u8; 36]) -> &str {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(36);
-    for nibble in 0..32 {
-        if matches!(nibble, 8 | 12 | 16 | 20) {
-            out.push('-');
-        }
-        let shift = 124 - nibble * 4;
-        out.push(HEX[((value >> shift) & 0xf) as usize] as char);
+    /// Where the two hex digits of each byte go.
+    const AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
+    *buf = *b"00000000-0000-0000-0000-000000000000";
+    for (&at, byte) in AT.iter().zip(value.to_be_bytes()) {
+        buf[at] = HEX[usize::from(byte >> 4)];
+        buf[at + 1] = HEX[usize::from(byte & 0xf)];
     }
-    out
+    // Only ASCII was written; the check cannot fail.
+    std::str::from_utf8(buf).unwrap_or_default()
 }
 
 fn parse_canonical_uuid(text: &str) -> Option<u128> {
@@ -185,6 +238,40 @@ pub fn get_shorten_id(uuid: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn format_matches_the_reference_layout() {
+        for value in [
+            0,
+            u128::MAX,
+            0x0f2b6a3c_1d4e_4f5a_8b6c_7d8e9f0a1b2c,
+            random_uuid4(),
+        ] {
+            let hex = format!("{value:032x}");
+            let expected = format!(
+                "{}-{}-{}-{}-{}",
+                &hex[..8],
+                &hex[8..12],
+                &hex[12..16],
+                &hex[16..20],
+                &hex[20..]
+            );
+            assert_eq!(format_uuid(value), expected);
+            assert_eq!(Id::from_u128(value).to_string(), expected);
+            assert_eq!(Id::from_u128(value).to_text(), expected);
+        }
+        assert_eq!(Id::from_text("x-1").to_text(), "x-1");
+    }
+
+    #[test]
+    fn owned_generators_make_version_4_ids() {
+        let mut rng = Rng::unseeded();
+        let a = rng.uuid4();
+        assert_ne!(a, rng.uuid4());
+        assert_ne!(a, Rng::unseeded().uuid4());
+        assert_eq!((a >> 76) & 0xf, 4);
+        assert_eq!((a >> 62) & 0x3, 2);
+    }
 
     #[test]
     fn random_ids_are_version_4_and_distinct() {
