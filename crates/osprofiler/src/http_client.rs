@@ -6,7 +6,9 @@
 //! - [`inject_headers`] puts the signed [`X-Trace-Info`](crate::web::X_TRACE_INFO)
 //!   / [`X-Trace-HMAC`](crate::web::X_TRACE_HMAC) headers of the current
 //!   element on any client's [`http::HeaderMap`], so the called service
-//!   continues the trace. It records nothing itself.
+//!   continues the trace, and a W3C `traceparent` naming the same element
+//!   for services instrumented with OpenTelemetry. It records nothing
+//!   itself.
 //! - With the `reqwest` feature, [`TracingMiddleware`] does what upstream's
 //!   patched `HTTPAdapter.send` does for each request made while a profiler
 //!   is active: it opens an element named after the URL scheme (`http` or
@@ -44,25 +46,36 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{json, Value};
 
 use crate::profiler;
-use crate::web::trace_headers;
+use crate::web::{trace_headers, traceparent_for};
 
 /// `x-trace-info`, as a header name.
 pub const X_TRACE_INFO: HeaderName = HeaderName::from_static("x-trace-info");
 /// `x-trace-hmac`, as a header name.
 pub const X_TRACE_HMAC: HeaderName = HeaderName::from_static("x-trace-hmac");
+/// `traceparent` (W3C Trace Context), as a header name.
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// Sets the signed trace headers of the current element on `headers`,
 /// replacing any already there (Python's
-/// `request.headers.update(web.get_trace_id_headers())`).
+/// `request.headers.update(web.get_trace_id_headers())`), and a W3C
+/// `traceparent` naming the current element's span as the OTLP driver
+/// exports it ([`traceparent_for`]), so a service instrumented with
+/// OpenTelemetry joins the same trace.
 ///
-/// Does nothing when no profiler is active or it has no key. Returns
-/// whether headers were set. Not affected by [`enable`]/[`disable`], like
-/// upstream's `get_trace_id_headers`.
+/// Does nothing when no profiler is active; without a key only
+/// `traceparent` is set. Returns whether the signed headers were set. Not
+/// affected by [`enable`]/[`disable`], like upstream's
+/// `get_trace_id_headers`.
 pub fn inject_headers(headers: &mut HeaderMap) -> bool {
     let Some(p) = profiler::get() else {
         return false;
     };
-    let Some((info, hmac)) = trace_headers(&p.base_id(), &p.id(), p.hmac_key()) else {
+    let (base_id, id) = (p.base_id(), p.id());
+    if let Some(value) = traceparent_for(&base_id, &id).and_then(|v| HeaderValue::try_from(v).ok())
+    {
+        headers.insert(TRACEPARENT, value);
+    }
+    let Some((info, hmac)) = trace_headers(&base_id, &id, p.hmac_key()) else {
         return false;
     };
     // Base64 and hex are always valid header values; stay silent otherwise.

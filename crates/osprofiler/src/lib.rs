@@ -47,6 +47,10 @@
 //! - `tower`: [`web::TraceLayer`], the server middleware.
 //! - `sqlite`, `redis`, `postgres`, `mysql`, `messaging` (all: `drivers`):
 //!   storage drivers (`messaging`: oslo.messaging notifications on RabbitMQ).
+//! - `otlp` (and `otlp-grpc`; both in `drivers`): the OTLP driver, spans
+//!   to an OpenTelemetry collector over `otlp://` (HTTP, as upstream) or
+//!   `otlp+grpc://`. The HTTP client always sends a W3C `traceparent` that
+//!   names its span in that export ([`web::traceparent`]).
 //! - `http-client`: [`http_client::inject_headers`], trace headers for any
 //!   HTTP client.
 //! - `reqwest`: `http_client::TracingMiddleware`, a reqwest-middleware

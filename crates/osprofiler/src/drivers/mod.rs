@@ -5,6 +5,8 @@
 //! reports call the read side.
 
 mod memory;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
@@ -18,6 +20,8 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+#[cfg(feature = "otlp")]
+pub use self::otlp::OtlpDriver;
 #[cfg(feature = "redis")]
 pub use self::redis::RedisDriver;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
@@ -113,6 +117,13 @@ pub fn get_driver(
         "memory" => Ok(Arc::new(MemoryDriver::with_identity(project, service))),
         #[cfg(feature = "redis")]
         "redis" | "redissentinel" => Ok(Arc::new(RedisDriver::new(
+            connection_string,
+            project,
+            service,
+            conf,
+        )?)),
+        #[cfg(feature = "otlp")]
+        "otlp" | "otlp+grpc" => Ok(Arc::new(OtlpDriver::new(
             connection_string,
             project,
             service,

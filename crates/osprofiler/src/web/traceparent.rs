@@ -34,8 +34,8 @@
 //! collector threads), and choose the trace ids its requests land in.
 //!
 //! So the server layer ignores `traceparent` unless told otherwise
-//! ([`TraceLayer::accept_traceparent`](crate::web::TraceLayer::accept_traceparent),
-//! feature `tower`), and then only as [`TraceparentPolicy`] says:
+//! (`TraceLayer::accept_traceparent`, feature `tower`), and then only as
+//! [`TraceparentPolicy`] says:
 //! [`ContinueTrusted`](TraceparentPolicy::ContinueTrusted) uses it only on a
 //! request that signed headers already made trusted, and only when it names
 //! the same trace; [`AlwaysOn`](TraceparentPolicy::AlwaysOn) lets it start
