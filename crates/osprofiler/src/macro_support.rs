@@ -332,6 +332,8 @@ impl<E: ?Sized> ErrorOpaque for ErrorRepr<'_, E> {
 }
 
 #[cfg(test)]
+// The extra borrows select the autoref-specialization level under test.
+#[allow(clippy::needless_borrow)]
 mod tests {
     use super::*;
     use serde_json::json;

@@ -22,19 +22,14 @@ impl TraceLayer {
                 enabled: true,
                 hmac_keys: split_keys(hmac_keys),
                 traceparent: TraceparentPolicy::Ignore,
+                service: 0,
             }),
         }
     }
 
     /// Sets whether this layer traces at all (the `enabled` option).
     pub fn enabled(self, enabled: bool) -> Self {
-        TraceLayer {
-            settings: Arc::new(Settings {
-                enabled,
-                hmac_keys: self.settings.hmac_keys.clone(),
-                traceparent: self.settings.traceparent,
-            }),
-        }
+        self.with(|s| s.enabled = enabled)
     }
 
     /// Sets which incoming W3C `traceparent` headers are used (default
@@ -42,12 +37,21 @@ impl TraceLayer {
     /// [`web::traceparent`](crate::web::traceparent) before turning this
     /// on.
     pub fn accept_traceparent(self, policy: TraceparentPolicy) -> Self {
+        self.with(|s| s.traceparent = policy)
+    }
+
+    /// Sends the traces of requests through this layer to the driver of
+    /// `service` (a second service hosted by this process; see
+    /// [`notifier::ServiceTag`](crate::notifier::ServiceTag)).
+    pub fn service(self, service: crate::notifier::ServiceTag) -> Self {
+        self.with(|s| s.service = service.0)
+    }
+
+    fn with(self, change: impl FnOnce(&mut Settings)) -> Self {
+        let mut settings = Settings::clone(&self.settings);
+        change(&mut settings);
         TraceLayer {
-            settings: Arc::new(Settings {
-                enabled: self.settings.enabled,
-                hmac_keys: self.settings.hmac_keys.clone(),
-                traceparent: policy,
-            }),
+            settings: Arc::new(settings),
         }
     }
 }

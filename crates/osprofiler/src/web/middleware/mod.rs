@@ -80,11 +80,14 @@ pub fn reset_global() {
 }
 
 /// Settings shared by the layer and its services.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub(crate) enabled: bool,
     pub(crate) hmac_keys: Vec<String>,
     pub(crate) traceparent: TraceparentPolicy,
+    /// Tag of the service whose driver gets this layer's traces (0: the
+    /// default driver).
+    pub(crate) service: u16,
 }
 
 /// The service made by [`TraceLayer`].
@@ -241,9 +244,10 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let Some((context, traceparent)) = self.trusted_context(&request) else {
+        let Some((mut context, traceparent)) = self.trusted_context(&request) else {
             return ResponseFuture::untraced(self.inner.call(request));
         };
+        context.service = self.settings.service;
         let mut info = request_info(&request);
         if let (Some(tp), Some(map)) = (traceparent, info.as_object_mut()) {
             map.insert("traceparent".into(), tp.into());
