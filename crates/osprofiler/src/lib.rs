@@ -89,9 +89,9 @@ pub mod notifier;
 pub mod profiler;
 mod pyjson;
 pub mod report;
+pub mod rpc;
 #[cfg(feature = "sql")]
 pub mod sql;
-pub mod rpc;
 #[cfg(feature = "tracing")]
 pub mod tracing_layer;
 pub mod web;
