@@ -70,6 +70,10 @@ pub struct ProfilerConfig {
     pub service_name_prefix: Option<String>,
     /// `[DEFAULT] transport_url`, used by the `messaging://` driver.
     pub transport_url: Option<String>,
+    /// `[DEFAULT] control_exchange`: the exchange the `messaging://` driver
+    /// publishes to (default `openstack`; services change it, e.g. nova
+    /// uses `nova`).
+    pub control_exchange: String,
     /// How long the `messaging://` reader waits for more notifications of
     /// a trace before it stops (the CLI's `--idle-timeout`, default 1 s;
     /// not an INI option upstream).
@@ -93,6 +97,7 @@ impl Default for ProfilerConfig {
             trace_ttl_seconds: None,
             service_name_prefix: None,
             transport_url: None,
+            control_exchange: "openstack".into(),
             idle_timeout_seconds: 1,
         }
     }
@@ -178,6 +183,7 @@ impl ProfilerConfig {
                 self.service_name_prefix = Some(e.value.clone())
             }
             ("DEFAULT", "transport_url") => self.transport_url = Some(e.value.clone()),
+            ("DEFAULT", "control_exchange") => self.control_exchange = e.value.clone(),
             _ => {}
         }
         Ok(())
@@ -212,6 +218,8 @@ impl ProfilerConfig {
         with_service_name_prefix(service_name_prefix: impl Into<String>) => Some(service_name_prefix.into());
         /// Sets `[DEFAULT] transport_url`.
         with_transport_url(transport_url: impl Into<String>) => Some(transport_url.into());
+        /// Sets `[DEFAULT] control_exchange`.
+        with_control_exchange(control_exchange: impl Into<String>) => control_exchange.into();
     }
 }
 
@@ -324,6 +332,7 @@ mod tests {
             "# nova.conf\n\
              [DEFAULT]\n\
              transport_url = rabbit://u:p@h:5672/\n\
+             control_exchange = nova\n\
              debug = true\n\
              \n\
              [Profiler]\n\
@@ -361,7 +370,8 @@ mod tests {
             .with_filter_error_trace(true)
             .with_trace_ttl_seconds(Some(3600))
             .with_service_name_prefix("region1")
-            .with_transport_url("rabbit://u:p@h:5672/");
+            .with_transport_url("rabbit://u:p@h:5672/")
+            .with_control_exchange("nova");
         assert_eq!(conf, want);
     }
 

@@ -5,6 +5,8 @@
 //! reports call the read side.
 
 mod memory;
+#[cfg(feature = "messaging")]
+pub mod messaging;
 #[cfg(feature = "otlp")]
 pub mod otlp;
 #[cfg(feature = "redis")]
@@ -27,6 +29,8 @@ pub use self::redis::RedisDriver;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 pub use self::sql::SqlDriver;
 pub use memory::MemoryDriver;
+#[cfg(feature = "messaging")]
+pub use self::messaging::MessagingDriver;
 #[cfg(feature = "sqlite")]
 pub use self::sqlite::SqliteDriver;
 
@@ -147,6 +151,14 @@ pub fn get_driver(
         )?)),
         #[cfg(feature = "sqlite")]
         "sqlite" => Ok(Arc::new(SqliteDriver::new(connection_string, project, service, host, conf)?)),
+        #[cfg(feature = "messaging")]
+        "messaging" => Ok(Arc::new(MessagingDriver::new(
+            connection_string,
+            project,
+            service,
+            host,
+            conf,
+        )?)),
         _ => Err(Error::UnknownDriver(redact_secrets(connection_string))),
     }
 }
