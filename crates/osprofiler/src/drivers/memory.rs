@@ -44,7 +44,9 @@ impl MemoryDriver {
 
     fn lock(&self) -> MutexGuard<'_, Vec<Value>> {
         // A panic elsewhere must not make the store unusable.
-        self.payloads.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.payloads
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -55,7 +57,11 @@ impl Driver for MemoryDriver {
 
     fn notify(&self, batch: &[Notification]) -> Result<()> {
         let mut store = self.lock();
-        store.extend(batch.iter().map(|n| n.to_value(self.project.as_deref(), self.service.as_deref())));
+        store.extend(
+            batch
+                .iter()
+                .map(|n| n.to_value(self.project.as_deref(), self.service.as_deref())),
+        );
         Ok(())
     }
 
@@ -69,14 +75,25 @@ impl Driver for MemoryDriver {
     }
 
     fn list_traces(&self, fields: &[&str]) -> Result<Vec<Map<String, Value>>> {
-        let fields: &[&str] = if fields.is_empty() { &["base_id", "timestamp"] } else { fields };
+        let fields: &[&str] = if fields.is_empty() {
+            &["base_id", "timestamp"]
+        } else {
+            fields
+        };
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();
         for p in self.lock().iter() {
             let Some(obj) = p.as_object() else { continue };
-            let Some(base) = obj.get("base_id").and_then(Value::as_str) else { continue };
+            let Some(base) = obj.get("base_id").and_then(Value::as_str) else {
+                continue;
+            };
             if seen.insert(base.to_string()) {
-                out.push(obj.iter().filter(|(k, _)| fields.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect());
+                out.push(
+                    obj.iter()
+                        .filter(|(k, _)| fields.contains(&k.as_str()))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                );
             }
         }
         Ok(out)

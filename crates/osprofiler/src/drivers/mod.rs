@@ -22,17 +22,17 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+#[cfg(feature = "messaging")]
+pub use self::messaging::MessagingDriver;
 #[cfg(feature = "otlp")]
 pub use self::otlp::OtlpDriver;
 #[cfg(feature = "redis")]
 pub use self::redis::RedisDriver;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 pub use self::sql::SqlDriver;
-pub use memory::MemoryDriver;
-#[cfg(feature = "messaging")]
-pub use self::messaging::MessagingDriver;
 #[cfg(feature = "sqlite")]
 pub use self::sqlite::SqliteDriver;
+pub use memory::MemoryDriver;
 
 use crate::config::ProfilerConfig;
 use crate::error::{Error, Result};
@@ -116,7 +116,9 @@ pub fn get_driver(
     conf: &ProfilerConfig,
 ) -> Result<Arc<dyn Driver>> {
     let _ = (host, conf);
-    let scheme = connection_string.split_once("://").map_or(connection_string, |(s, _)| s);
+    let scheme = connection_string
+        .split_once("://")
+        .map_or(connection_string, |(s, _)| s);
     match scheme {
         "memory" => Ok(Arc::new(MemoryDriver::with_identity(project, service))),
         #[cfg(feature = "redis")]
@@ -150,7 +152,13 @@ pub fn get_driver(
             conf,
         )?)),
         #[cfg(feature = "sqlite")]
-        "sqlite" => Ok(Arc::new(SqliteDriver::new(connection_string, project, service, host, conf)?)),
+        "sqlite" => Ok(Arc::new(SqliteDriver::new(
+            connection_string,
+            project,
+            service,
+            host,
+            conf,
+        )?)),
         #[cfg(feature = "messaging")]
         "messaging" => Ok(Arc::new(MessagingDriver::new(
             connection_string,
@@ -192,7 +200,9 @@ pub fn redact_secrets(text: &str) -> String {
     while let Some(pos) = rest.find("://") {
         let (head, tail) = rest.split_at(pos + 3);
         out.push_str(head);
-        let authority_end = tail.find(['/', ' ', '\'', '"', '?', '#']).unwrap_or(tail.len());
+        let authority_end = tail
+            .find(['/', ' ', '\'', '"', '?', '#'])
+            .unwrap_or(tail.len());
         let authority = &tail[..authority_end];
         match authority.rfind('@') {
             Some(at) => {
@@ -220,7 +230,10 @@ mod tests {
 
     #[test]
     fn secrets_are_hidden() {
-        assert_eq!(redact_secrets("redis://:pw@h:6379/0"), "redis://:***@h:6379/0");
+        assert_eq!(
+            redact_secrets("redis://:pw@h:6379/0"),
+            "redis://:***@h:6379/0"
+        );
         assert_eq!(
             redact_secrets("cannot reach mysql://root:s3cret@db/x and amqp://u@h"),
             "cannot reach mysql://root:***@db/x and amqp://u@h"
@@ -248,7 +261,11 @@ mod tests {
 
     #[test]
     fn unknown_scheme_names_the_connection_string() {
-        let err = get_driver("foo://u:pw@x", None, None, None, &ProfilerConfig::default()).unwrap_err();
-        assert_eq!(err.to_string(), "Driver not found for connection string: foo://u:***@x");
+        let err =
+            get_driver("foo://u:pw@x", None, None, None, &ProfilerConfig::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Driver not found for connection string: foo://u:***@x"
+        );
     }
 }
