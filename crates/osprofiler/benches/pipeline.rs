@@ -1,0 +1,246 @@
+//! Everything around the hot path: report building, the tower layer and
+//! export to Redis.
+//!
+//! `cargo bench -p osprofiler --features tower,redis --bench pipeline`
+//!
+//! The Redis benchmarks use `redis://127.0.0.1:6379/15` (set
+//! `OSPROFILER_BENCH_REDIS` to change it) and empty that database before
+//! and after; they are skipped when the server does not answer. Besides the
+//! criterion groups, an end-to-end export run prints
+//! `export/redis/end_to_end: <events>/s` for `scripts/bench`.
+
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, BatchSize, Criterion, Throughput};
+use http::{Request, Response};
+use osprofiler::config::ProfilerConfig;
+use osprofiler::drivers::{Driver, RedisDriver};
+use osprofiler::notification::{format_timestamp, Notification};
+use osprofiler::web::{self, TraceLayer};
+use osprofiler::{notifier, profiler, report};
+use serde_json::{json, Value};
+use tower::{service_fn, Layer, Service, ServiceExt};
+
+#[derive(Debug)]
+struct DiscardDriver;
+
+impl Driver for DiscardDriver {
+    fn name(&self) -> &'static str {
+        "discard"
+    }
+    fn notify(&self, _: &[Notification]) -> osprofiler::Result<()> {
+        Ok(())
+    }
+}
+
+fn uuid(i: u64) -> String {
+    format!("{:08x}-0000-4000-8000-{:012x}", i >> 16, i)
+}
+
+/// `n` payloads (n/2 elements) in chains of ten under one root, as Python
+/// osprofiler stores them.
+fn trace_events(n: usize) -> Vec<Value> {
+    let base = uuid(0);
+    let start_us = 1_700_000_000_000_000_i64;
+    let payload = |name: &str, id: u64, parent: u64, at: i64| {
+        json!({
+            "name": name,
+            "base_id": base,
+            "trace_id": uuid(id),
+            "parent_id": uuid(parent),
+            "timestamp": format_timestamp(at),
+            "info": {"host": "bench", "db": {"statement": "SELECT 1"}},
+            "project": "bench",
+            "service": "api",
+        })
+    };
+    let mut events = Vec::with_capacity(n);
+    let mut id = 1_u64;
+    let mut clock = start_us;
+    while events.len() + 20 <= n {
+        let first = id;
+        for depth in 0..10 {
+            let parent = if depth == 0 { 0 } else { id - 1 };
+            events.push(payload("db-start", id, parent, clock));
+            clock += 3;
+            id += 1;
+        }
+        for depth in (0..10).rev() {
+            let this = first + depth;
+            let parent = if depth == 0 { 0 } else { this - 1 };
+            events.push(payload("db-stop", this, parent, clock));
+            clock += 3;
+        }
+    }
+    events
+}
+
+fn reports(c: &mut Criterion) {
+    let mut g = c.benchmark_group("report/build");
+    g.sample_size(10);
+    for n in [100_000_usize, 1_000_000] {
+        let events = trace_events(n);
+        g.throughput(Throughput::Elements(events.len() as u64));
+        g.bench_function(format!("{}k_events", n / 1000), |b| {
+            b.iter_batched(
+                || events.clone(),
+                |events| black_box(report::build(events)).len(),
+                BatchSize::LargeInput,
+            )
+        });
+    }
+    g.finish();
+}
+
+fn hello_request(headers: &[(&str, &str)]) -> Request<()> {
+    let mut builder = Request::builder().method("GET").uri("/hello");
+    for (k, v) in headers {
+        builder = builder.header(*k, *v);
+    }
+    builder.body(()).unwrap()
+}
+
+async fn hello(_: Request<()>) -> Result<Response<&'static str>, Infallible> {
+    Ok(Response::new("hello"))
+}
+
+fn tower_layer(c: &mut Criterion) {
+    notifier::set(DiscardDriver);
+    let (info, hmac) = web::trace_headers(&uuid(1), &uuid(2), "SECRET_KEY").unwrap();
+    let traced = [("X-Trace-Info", info.as_str()), ("X-Trace-HMAC", hmac.as_str())];
+    let mut g = c.benchmark_group("tower");
+    let mut bare = service_fn(hello);
+    g.bench_function("no_layer", |b| {
+        b.iter(|| {
+            futures_lite::future::block_on(async {
+                bare.ready().await.unwrap().call(hello_request(&[])).await
+            })
+        })
+    });
+    let mut layered = TraceLayer::new("SECRET_KEY").layer(service_fn(hello));
+    g.bench_function("layer/untraced", |b| {
+        b.iter(|| {
+            futures_lite::future::block_on(async {
+                layered.ready().await.unwrap().call(hello_request(&[])).await
+            })
+        })
+    });
+    g.bench_function("layer/traced", |b| {
+        b.iter(|| {
+            futures_lite::future::block_on(async {
+                layered.ready().await.unwrap().call(hello_request(&traced)).await
+            })
+        })
+    });
+    // The traced case without the layer's work: the same request built.
+    g.bench_function("no_layer/traced_request", |b| {
+        b.iter(|| {
+            futures_lite::future::block_on(async {
+                bare.ready().await.unwrap().call(hello_request(&traced)).await
+            })
+        })
+    });
+    g.finish();
+    let _ = notifier::flush(Duration::from_secs(10));
+}
+
+fn redis_url() -> String {
+    std::env::var("OSPROFILER_BENCH_REDIS")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379/15".to_string())
+}
+
+fn flushdb(url: &str) -> bool {
+    let Ok(client) = redis::Client::open(url) else {
+        return false;
+    };
+    let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(1)) else {
+        return false;
+    };
+    redis::cmd("FLUSHDB").query::<()>(&mut conn).is_ok()
+}
+
+fn notifications(n: usize) -> Vec<Notification> {
+    let base = uuid(0);
+    (0..n as u64)
+        .map(|i| Notification {
+            name: if i % 2 == 0 { "db-start" } else { "db-stop" }.to_string(),
+            base_id: base.clone(),
+            trace_id: uuid(i / 2 + 1),
+            parent_id: base.clone(),
+            timestamp: format_timestamp(1_700_000_000_000_000 + i as i64),
+            info: json!({"host": "bench"}).as_object().cloned(),
+        })
+        .collect()
+}
+
+fn redis_export(c: &mut Criterion) {
+    let url = redis_url();
+    if !flushdb(&url) {
+        eprintln!("export/redis: no Redis at {url}; skipped");
+        return;
+    }
+    let driver = RedisDriver::new(&url, Some("bench"), Some("api"), &ProfilerConfig::default())
+        .expect("redis driver");
+    let batch = notifications(1_000);
+    let mut g = c.benchmark_group("export/redis");
+    g.sample_size(20);
+    g.throughput(Throughput::Elements(batch.len() as u64));
+    g.bench_function("driver_notify_1000", |b| {
+        b.iter(|| driver.notify(&batch).expect("redis notify"))
+    });
+    g.finish();
+    flushdb(&url);
+}
+
+/// Spans recorded on this thread and exported by the collector to Redis:
+/// events per second from the first start to the end of the flush.
+fn redis_end_to_end() {
+    let url = redis_url();
+    if !flushdb(&url) {
+        return;
+    }
+    let driver = RedisDriver::new(&url, Some("bench"), Some("api"), &ProfilerConfig::default())
+        .expect("redis driver");
+    notifier::configure(notifier::Options::default().capacity(4_000_000));
+    notifier::set_shared(Arc::new(driver));
+    let spans: u64 = std::env::var("PIPELINE_EXPORT_SPANS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(500_000);
+    profiler::init("SECRET_KEY", None, None);
+    let started = Instant::now();
+    profiler::start("request", None);
+    for _ in 0..spans {
+        profiler::start(black_box("db"), None);
+        profiler::stop(None);
+    }
+    let recorded = started.elapsed();
+    profiler::stop(None);
+    profiler::clean();
+    let flushed = notifier::flush(Duration::from_secs(300));
+    let total = started.elapsed();
+    let events = 2 * spans + 2;
+    let stats = notifier::stats();
+    println!(
+        "export/redis/end_to_end: {:.0} events/s ({} events in {:.3} s, caller thread {:.1} ns/event, flush {:?}, dropped {})",
+        events as f64 / total.as_secs_f64(),
+        events,
+        total.as_secs_f64(),
+        recorded.as_nanos() as f64 / events as f64,
+        flushed.map_err(|e| e.remaining),
+        stats.dropped,
+    );
+    notifier::reset();
+    flushdb(&url);
+}
+
+criterion_group!(benches, reports, tower_layer, redis_export);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    redis_end_to_end();
+}

@@ -1,0 +1,144 @@
+"""Prints the table of issue #7's goals from one scripts/bench run.
+
+Usage: bench_table.py CRITERION_DIR RUN_DIR
+CRITERION_DIR is $CARGO_TARGET_DIR/criterion (medians read from each
+benchmark's new/estimates.json); RUN_DIR holds the text outputs of the run
+(peers.txt, pipeline.txt, python.txt, wrk.txt).
+"""
+import json
+import os
+import re
+import sys
+
+
+def criterion_medians(root):
+    out = {}
+    for dirpath, _, files in os.walk(root):
+        if os.path.basename(dirpath) != "new" or "benchmark.json" not in files:
+            continue
+        with open(os.path.join(dirpath, "benchmark.json")) as f:
+            full_id = json.load(f)["full_id"]
+        with open(os.path.join(dirpath, "estimates.json")) as f:
+            out[full_id] = json.load(f)["median"]["point_estimate"]
+    return out
+
+
+def lines(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def grab(text, key, unit=r"ns"):
+    m = re.search(re.escape(key) + r":\s*([0-9.]+)\s*" + unit, text)
+    return float(m.group(1)) if m else None
+
+
+def main():
+    crit = criterion_medians(sys.argv[1])
+    run = sys.argv[2]
+    peers = lines(os.path.join(run, "peers.txt"))
+    pipeline = lines(os.path.join(run, "pipeline.txt"))
+    python = lines(os.path.join(run, "python.txt"))
+    wrk = lines(os.path.join(run, "wrk.txt"))
+    c = crit.get
+    rows = []
+
+    def row(goal, measured, reference, ratio, target, met):
+        status = "n/a" if met is None else ("MET" if met else "NOT MET")
+        rows.append((goal, measured, reference, ratio, target, status))
+
+    def ns(v):
+        if v is None:
+            return "-"
+        if v >= 1e6:
+            return f"{v / 1e6:.2f} ms"
+        if v >= 1e3:
+            return f"{v / 1e3:.2f} us"
+        return f"{v:.1f} ns"
+
+    ours = c("span/enabled/osprofiler")
+    fast = c("span/enabled/fastrace")
+    row("enabled start+stop, caller thread vs fastrace", ns(ours), f"fastrace {ns(fast)}",
+        f"{ours / fast:.2f}x" if ours and fast else "-", "<= 1.00x and <= 35 ns",
+        None if not (ours and fast) else (ours <= fast and ours <= 35))
+    for peer in ("tracing_registry", "opentelemetry_sdk"):
+        p = c(f"span/enabled/{peer}")
+        row(f"  (peer) {peer}", ns(ours), ns(p), f"{ours / p:.2f}x" if ours and p else "-", "info", None)
+    floor = c("span/enabled/floor_tsc_x2_random_id")
+    row("  (floor) 2 TSC reads + random id", ns(ours), ns(floor),
+        f"{ours / floor:.2f}x" if ours and floor else "-", "info", None)
+    cpu_ours = grab(peers, "cpu_per_span/osprofiler")
+    cpu_fast = grab(peers, "cpu_per_span/fastrace")
+    row("CPU per span incl. collector vs fastrace", ns(cpu_ours), f"fastrace {ns(cpu_fast)}",
+        f"{cpu_ours / cpu_fast:.2f}x" if cpu_ours and cpu_fast else "-", "<= 1.00x",
+        None if not (cpu_ours and cpu_fast) else cpu_ours <= cpu_fast)
+    py = grab(python, "python/start_stop")
+    row("enabled start+stop vs Python", ns(ours), f"Python {ns(py)}",
+        f"{py / ours:.0f}x faster" if py and ours else "-", ">= 200x",
+        None if not (py and ours) else py / ours >= 200)
+    off = c("span/no_trace_active/osprofiler")
+    py_off = grab(python, "python/no_trace_active")
+    row("no trace active", ns(off), f"Python {ns(py_off)}; fastrace {ns(c('span/no_trace_active/fastrace'))}",
+        f"{py_off / off:.0f}x faster than Python" if py_off and off else "-", "<= 2 ns",
+        None if off is None else off <= 2)
+    guard = c("span/enabled/osprofiler_trace_guard")
+    macro = c("span/enabled/osprofiler_trace_macro")
+    row("#[trace] fn vs Trace guard", ns(macro), f"guard {ns(guard)}",
+        f"{macro / guard:.2f}x" if macro and guard else "-", "<= 1.00x",
+        None if not (macro and guard) else macro <= guard * 1.05)
+
+    m = re.search(r"export/redis/end_to_end: ([0-9]+) events/s .*caller thread ([0-9.]+) ns/event", pipeline)
+    rate = float(m.group(1)) if m else None
+    caller = float(m.group(2)) * 2 if m else None
+    row("Redis: caller-thread cost per pair (recording loop)", ns(caller), f"no-op sink {ns(ours)}",
+        f"{caller / ours:.2f}x" if caller and ours else "-", "unchanged (~1x)", None)
+    py_redis = grab(python, "python/start_stop_redis")
+    py_rate = 2e9 / py_redis if py_redis else None
+    row("Redis: sustained export, events/s", f"{rate:,.0f}/s" if rate else "-",
+        f"Python {py_rate:,.0f}/s" if py_rate else "Python -",
+        f"{rate / py_rate:.0f}x" if rate and py_rate else "-", ">= 500k/s and >= 100x",
+        None if not (rate and py_rate) else (rate >= 500_000 and rate / py_rate >= 100))
+    notify = c("export/redis/driver_notify_1000")
+    row("  Redis driver.notify, 1000-event batch", ns(notify),
+        f"{1000 / (notify / 1e9):,.0f} events/s" if notify else "-", "-", "info", None)
+    r100 = c("report/build/100k_events")
+    r1m = c("report/build/1000k_events")
+    row("report build, 100k events", ns(r100), "-", "-", "info", None)
+    row("report build, 1M events", ns(r1m), "-", "-", "< 1 s", None if r1m is None else r1m < 1e9)
+    sign = c("headers/sign")
+    verify = c("headers/verify")
+    row("header sign / verify", f"{ns(sign)} / {ns(verify)}", "-", "-", "info", None)
+    bare = c("tower/no_layer")
+    untraced = c("tower/layer/untraced")
+    traced = c("tower/layer/traced")
+    bare_traced = c("tower/no_layer/traced_request")
+    if bare and untraced:
+        d = untraced - bare
+        row("tower layer, untraced request (in-process)", ns(d), f"bare {ns(bare)}", "-", "<= 50 ns", d <= 50)
+    if bare_traced and traced:
+        d = traced - bare_traced
+        row("tower layer, traced request (in-process)", ns(d), f"bare {ns(bare_traced)}", "-", "<= 3 us", d <= 3000)
+    w = {k: float(v) for k, v in re.findall(r"wrk/(\w+): ([0-9.]+) req/s", wrk)}
+    if "bare" in w and "layer_untraced" in w:
+        d = 1e9 / w["layer_untraced"] - 1e9 / w["bare"]
+        row("tower layer, untraced, wrk (1/rps difference)", ns(d),
+            f"{w['bare']:,.0f} vs {w['layer_untraced']:,.0f} req/s", "-", "<= 50 ns", d <= 50)
+    if "bare" in w and "layer_traced" in w:
+        d = 1e9 / w["layer_traced"] - 1e9 / w["bare"]
+        row("tower layer, traced, wrk (1/rps difference)", ns(d),
+            f"{w['bare']:,.0f} vs {w['layer_traced']:,.0f} req/s", "-", "<= 3 us", d <= 3000)
+    row("trace show --json, 30k spans from Redis vs Python CLI", "not measured", "-", "-", ">= 20x", None)
+
+    widths = [max(len(str(r[i])) for r in rows + [("goal", "measured", "reference", "ratio", "target", "status")]) for i in range(6)]
+    header = ("goal", "measured", "reference", "ratio", "target", "status")
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in rows:
+        print("| " + " | ".join(str(v).ljust(w) for v, w in zip(r, widths)) + " |")
+
+
+if __name__ == "__main__":
+    main()
