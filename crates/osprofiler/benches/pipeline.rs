@@ -110,7 +110,10 @@ async fn hello(_: Request<()>) -> Result<Response<&'static str>, Infallible> {
 fn tower_layer(c: &mut Criterion) {
     notifier::set(DiscardDriver);
     let (info, hmac) = web::trace_headers(&uuid(1), &uuid(2), "SECRET_KEY").unwrap();
-    let traced = [("X-Trace-Info", info.as_str()), ("X-Trace-HMAC", hmac.as_str())];
+    let traced = [
+        ("X-Trace-Info", info.as_str()),
+        ("X-Trace-HMAC", hmac.as_str()),
+    ];
     let mut g = c.benchmark_group("tower");
     let mut bare = service_fn(hello);
     g.bench_function("no_layer", |b| {
@@ -124,14 +127,24 @@ fn tower_layer(c: &mut Criterion) {
     g.bench_function("layer/untraced", |b| {
         b.iter(|| {
             futures_lite::future::block_on(async {
-                layered.ready().await.unwrap().call(hello_request(&[])).await
+                layered
+                    .ready()
+                    .await
+                    .unwrap()
+                    .call(hello_request(&[]))
+                    .await
             })
         })
     });
     g.bench_function("layer/traced", |b| {
         b.iter(|| {
             futures_lite::future::block_on(async {
-                layered.ready().await.unwrap().call(hello_request(&traced)).await
+                layered
+                    .ready()
+                    .await
+                    .unwrap()
+                    .call(hello_request(&traced))
+                    .await
             })
         })
     });
@@ -139,7 +152,11 @@ fn tower_layer(c: &mut Criterion) {
     g.bench_function("no_layer/traced_request", |b| {
         b.iter(|| {
             futures_lite::future::block_on(async {
-                bare.ready().await.unwrap().call(hello_request(&traced)).await
+                bare.ready()
+                    .await
+                    .unwrap()
+                    .call(hello_request(&traced))
+                    .await
             })
         })
     });

@@ -28,10 +28,7 @@ impl Driver for Discard {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let layer = args.iter().any(|a| a == "--layer");
-    let port: u16 = args
-        .iter()
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(8089);
+    let port: u16 = args.iter().find_map(|a| a.parse().ok()).unwrap_or(8089);
     let mut app = Router::new().route("/", get(|| async { "hello" }));
     if layer {
         notifier::set(Discard);
