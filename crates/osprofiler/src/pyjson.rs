@@ -3,9 +3,8 @@
 //! (`ensure_ascii`), and floats in `repr` form (`1e-05`, `1e+16`, `2.0`).
 //!
 //! Used where upstream stores JSON text that other tools may compare byte
-//! for byte (the `data` column of the SQL drivers).
-
-#![cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+//! for byte (the `data` column of the SQL drivers) or sign (the trace
+//! headers).
 
 use std::io;
 

@@ -50,7 +50,7 @@ fn hex(bytes: &[u8]) -> String {
 /// The JSON text is written as Python's `json.dumps` writes it (`", "` and
 /// `": "` separators, non-ASCII escaped), so both sides sign the same bytes.
 pub fn signed_pack(data: &Map<String, Value>, hmac_key: Option<&str>) -> (String, Option<String>) {
-    let json = python_json_dumps(&Value::Object(data.clone()));
+    let json = crate::pyjson::to_string(&Value::Object(data.clone()));
     let packed = base64::engine::general_purpose::URL_SAFE.encode(json.as_bytes());
     let signature = hmac_key
         .filter(|k| !k.is_empty())
@@ -195,68 +195,6 @@ fn sextet(c: u8) -> Option<u8> {
     }
 }
 
-/// `json.dumps(value)` with Python's defaults.
-pub(crate) fn python_json_dumps(value: &Value) -> String {
-    let mut out = String::new();
-    write_python_json(value, &mut out);
-    out
-}
-
-fn write_python_json(value: &Value, out: &mut String) {
-    match value {
-        Value::Null => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => out.push_str(&n.to_string()),
-        Value::String(s) => write_python_str(s, out),
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_python_json(item, out);
-            }
-            out.push(']');
-        }
-        Value::Object(map) => {
-            out.push('{');
-            for (i, (k, v)) in map.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_python_str(k, out);
-                out.push_str(": ");
-                write_python_json(v, out);
-            }
-            out.push('}');
-        }
-    }
-}
-
-fn write_python_str(s: &str, out: &mut String) {
-    use std::fmt::Write;
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
-                let mut units = [0u16; 2];
-                for unit in c.encode_utf16(&mut units) {
-                    let _ = write!(out, "\\u{unit:04x}");
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,7 +277,7 @@ mod tests {
     #[test]
     fn python_json_escapes_non_ascii() {
         assert_eq!(
-            python_json_dumps(&json!({"a": "é\u{1F600}"})),
+            crate::pyjson::to_string(&json!({"a": "é\u{1F600}"})),
             r#"{"a": "\u00e9\ud83d\ude00"}"#
         );
     }
