@@ -6,6 +6,7 @@
 //! for byte (the `data` column of the SQL drivers) or sign (the trace
 //! headers).
 
+use std::fmt::Write as _;
 use std::io;
 
 use serde::Serialize;
@@ -27,6 +28,34 @@ pub(crate) fn to_string(value: &Value) -> String {
 /// `json.dumps` of a string: the string as a JSON string literal.
 pub(crate) fn quote(text: &str) -> String {
     to_string(&Value::String(text.to_owned()))
+}
+
+/// Python's `repr(str)`: single quotes unless the text has `'` and no `"`.
+#[cfg_attr(not(any(feature = "otlp", feature = "sqlx")), allow(dead_code))]
+pub(crate) fn repr_str(s: &str, out: &mut String) {
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
 }
 
 #[derive(Debug, Clone, Copy)]

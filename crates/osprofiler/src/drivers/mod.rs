@@ -5,6 +5,8 @@
 //! reports call the read side.
 
 mod memory;
+#[cfg(any(feature = "redis", feature = "postgres", feature = "mysql"))]
+mod reconnect;
 #[cfg(feature = "messaging")]
 pub mod messaging;
 #[cfg(feature = "otlp")]

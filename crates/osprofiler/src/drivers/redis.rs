@@ -18,7 +18,6 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use redis::{
@@ -64,7 +63,7 @@ pub struct RedisDriver {
     service: Option<String>,
     filter_error_trace: bool,
     ttl_seconds: Option<u64>,
-    connection: Mutex<Option<Connection>>,
+    connection: super::reconnect::Reconnecting<Connection>,
 }
 
 enum Endpoint {
@@ -136,14 +135,8 @@ impl RedisDriver {
             service: service.map(String::from),
             filter_error_trace: conf.filter_error_trace,
             ttl_seconds: conf.trace_ttl_seconds.filter(|&t| t > 0),
-            connection: Mutex::new(None),
+            connection: super::reconnect::Reconnecting::new(),
         })
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Option<Connection>> {
-        self.connection
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn error(&self, what: &str, e: impl fmt::Display) -> Error {
@@ -192,16 +185,7 @@ impl RedisDriver {
     /// Runs `work` on the connection, opening it first if needed; drops the
     /// connection when `work` fails, so the next call reconnects.
     fn with_connection<T>(&self, work: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
-        let mut slot = self.lock();
-        let connection = match slot.as_mut() {
-            Some(c) => c,
-            None => slot.insert(self.connect()?),
-        };
-        let result = work(connection);
-        if result.is_err() {
-            *slot = None;
-        }
-        result
+        self.connection.with(|| self.connect(), work)
     }
 
     /// Keys matching `pattern`, each once, via `SCAN` (never `KEYS`).

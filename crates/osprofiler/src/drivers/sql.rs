@@ -21,7 +21,6 @@
 //! reconnects. TLS is not supported.
 
 use std::fmt;
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use percent_encoding::percent_decode_str;
@@ -50,7 +49,7 @@ pub struct SqlDriver {
     target: Target,
     identity: Identity,
     filter_error_trace: bool,
-    connection: Mutex<Option<Connection>>,
+    connection: super::reconnect::Reconnecting<Connection>,
 }
 
 enum Target {
@@ -158,14 +157,8 @@ impl SqlDriver {
                 host: host.map(String::from),
             },
             filter_error_trace: conf.filter_error_trace,
-            connection: Mutex::new(None),
+            connection: super::reconnect::Reconnecting::new(),
         })
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Option<Connection>> {
-        self.connection
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn name_of(&self) -> &'static str {
@@ -223,16 +216,7 @@ impl SqlDriver {
     /// Runs `work` on the connection, opening it first if needed; drops the
     /// connection when `work` fails, so the next call reconnects.
     fn with_connection<T>(&self, work: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
-        let mut slot = self.lock();
-        let connection = match slot.as_mut() {
-            Some(c) => c,
-            None => slot.insert(self.connect()?),
-        };
-        let result = work(connection);
-        if result.is_err() {
-            *slot = None;
-        }
-        result
+        self.connection.with(|| self.connect(), work)
     }
 
     /// Rows of `SELECT <COLUMNS> FROM data <tail>` with one text parameter

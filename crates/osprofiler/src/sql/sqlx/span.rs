@@ -262,7 +262,7 @@ where
     } else if let Ok(v) = row.try_get::<bool, _>(i) {
         out.push_str(if v { "True" } else { "False" });
     } else if let Ok(v) = row.try_get::<String, _>(i) {
-        py_str(&v, out);
+        crate::pyjson::repr_str(&v, out);
     } else if let Ok(v) = row.try_get::<Vec<u8>, _>(i) {
         py_bytes(&v, out);
     } else {
@@ -285,33 +285,6 @@ fn py_float(v: f64, out: &mut String) {
     } else {
         let _ = write!(out, "{v:?}");
     }
-}
-
-/// Python's `repr(str)`: single quotes unless the text has `'` and no `"`.
-pub(super) fn py_str(s: &str, out: &mut String) {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
 }
 
 /// Python's `repr(bytes)`.
@@ -460,9 +433,12 @@ mod tests {
 
     #[test]
     fn python_reprs() {
-        assert_eq!(s(|o| py_str("a'b", o)), "\"a'b\"");
-        assert_eq!(s(|o| py_str("a'b\"", o)), "'a\\'b\"'");
-        assert_eq!(s(|o| py_str("x\n\u{1}é", o)), "'x\\n\\x01é'");
+        assert_eq!(s(|o| crate::pyjson::repr_str("a'b", o)), "\"a'b\"");
+        assert_eq!(s(|o| crate::pyjson::repr_str("a'b\"", o)), "'a\\'b\"'");
+        assert_eq!(
+            s(|o| crate::pyjson::repr_str("x\n\u{1}é", o)),
+            "'x\\n\\x01é'"
+        );
         assert_eq!(s(|o| py_bytes(b"a\x00'", o)), "b\"a\\x00'\"");
         assert_eq!(s(|o| py_float(1.0, o)), "1.0");
         assert_eq!(s(|o| py_float(f64::NAN, o)), "nan");
