@@ -34,6 +34,13 @@ fn outline(node: &Value, depth: usize, out: &mut Vec<(usize, String, String)>) {
     }
 }
 
+/// The tree as `(depth, name, service)` rows (see [`outline`]).
+fn shape(report: &Value) -> Vec<(usize, String, String)> {
+    let mut nodes = Vec::new();
+    outline(report, 0, &mut nodes);
+    nodes
+}
+
 fn function_names(node: &Value, out: &mut Vec<String>) {
     for child in node["children"].as_array().into_iter().flatten() {
         if let Some(name) =
@@ -90,21 +97,15 @@ fn demo_records_one_trace_in_the_embedded_store() {
         String::from_utf8_lossy(&json.stderr)
     );
     let report: Value = serde_json::from_slice(&json.stdout).unwrap();
-    let mut nodes = Vec::new();
-    outline(&report, 0, &mut nodes);
-    let names: Vec<(usize, &str, &str)> = nodes
-        .iter()
-        .map(|(d, n, s)| (*d, n.as_str(), s.as_str()))
-        .collect();
     assert_eq!(
-        names,
+        shape(&report),
         [
-            (0, "wsgi", "api"),
-            (1, "http", "api"),
-            (2, "wsgi", "compute"),
-            (3, "rpc", "compute"),
-            (4, "db", "compute"),
-            (4, "rpc", "compute")
+            (0, String::from("wsgi"), String::from("api")),
+            (1, String::from("http"), String::from("api")),
+            (2, String::from("wsgi"), String::from("compute")),
+            (3, String::from("rpc"), String::from("compute")),
+            (4, String::from("db"), String::from("compute")),
+            (4, String::from("rpc"), String::from("compute"))
         ],
         "{report:#}"
     );
@@ -192,22 +193,16 @@ fn python_client_and_demo_cloud_share_one_trace() {
         String::from_utf8_lossy(&shown.stdout)
     );
     let report: Value = serde_json::from_slice(&shown.stdout).unwrap();
-    let mut nodes = Vec::new();
-    outline(&report, 0, &mut nodes);
-    let names: Vec<(usize, &str, &str)> = nodes
-        .iter()
-        .map(|(d, n, s)| (*d, n.as_str(), s.as_str()))
-        .collect();
     assert_eq!(
-        names,
+        shape(&report),
         [
-            (0, "client", "client"),
-            (1, "wsgi", "api"),
-            (2, "http", "api"),
-            (3, "wsgi", "compute"),
-            (4, "rpc", "compute"),
-            (5, "db", "compute"),
-            (5, "rpc", "compute"),
+            (0, String::from("client"), String::from("client")),
+            (1, String::from("wsgi"), String::from("api")),
+            (2, String::from("http"), String::from("api")),
+            (3, String::from("wsgi"), String::from("compute")),
+            (4, String::from("rpc"), String::from("compute")),
+            (5, String::from("db"), String::from("compute")),
+            (5, String::from("rpc"), String::from("compute")),
         ],
         "one tree, Python span on top:\n{report:#}"
     );
