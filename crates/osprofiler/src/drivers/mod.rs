@@ -5,12 +5,12 @@
 //! reports call the read side.
 
 mod memory;
-#[cfg(any(feature = "redis", feature = "postgres", feature = "mysql"))]
-mod reconnect;
 #[cfg(feature = "messaging")]
 pub mod messaging;
 #[cfg(feature = "otlp")]
 pub mod otlp;
+#[cfg(any(feature = "redis", feature = "postgres", feature = "mysql"))]
+mod reconnect;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
