@@ -54,6 +54,36 @@ fn body_tokens(options: &Options, sig: &Signature, block: &Block) -> TokenStream
         None => quote!(::core::option::Option::None),
     };
 
+    let details = quote! {
+        || {
+            #[allow(unused_imports)]
+            use ::osprofiler::__macro_support::{ReprDebug as _, ReprOpaque as _};
+            (
+                ::osprofiler::__macro_support::function_name(
+                    ::core::any::type_name_of_val(&__osprofiler_fn),
+                ),
+                #args,
+                #info,
+            )
+        }
+    };
+    // Without arguments to show or a user info, the start info is the same
+    // on every call: it is built once per call site.
+    let shown_args = sig
+        .inputs
+        .iter()
+        .filter(|arg| matches!(arg, FnArg::Typed(_)))
+        .count();
+    let start_call = if options.info.is_none() && (options.hide_args || shown_args == 0) {
+        quote! {{
+            static __OSPROFILER_INFO: ::osprofiler::__macro_support::StaticInfo =
+                ::osprofiler::__macro_support::StaticInfo::new();
+            ::osprofiler::__macro_support::start_static(#name, &__OSPROFILER_INFO, #details)
+        }}
+    } else {
+        quote!(::osprofiler::__macro_support::start(#name, #details))
+    };
+
     let returns_result = returns_result(&sig.output);
     let show_result = !options.hide_result;
     let inspects_result = returns_result || show_result;
@@ -64,17 +94,7 @@ fn body_tokens(options: &Options, sig: &Signature, block: &Block) -> TokenStream
         // `_name` arguments are rendered too, like every other.
         #[allow(clippy::used_underscore_binding)]
         let #mutability #guard = if ::osprofiler::profiler::is_active() {
-            ::osprofiler::__macro_support::start(#name, || {
-                #[allow(unused_imports)]
-                use ::osprofiler::__macro_support::{ReprDebug as _, ReprOpaque as _};
-                (
-                    ::osprofiler::__macro_support::function_name(
-                        ::core::any::type_name_of_val(&__osprofiler_fn),
-                    ),
-                    #args,
-                    #info,
-                )
-            })
+            #start_call
         } else {
             ::core::option::Option::None
         };

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use osprofiler::drivers::Driver;
-use osprofiler::notification::Notification;
+use osprofiler::notification::{Event, Notification};
 use osprofiler::{notifier, profiler, web};
 
 /// Accepts and discards: the cost measured is ours, not a backend's.
@@ -19,6 +19,9 @@ impl Driver for DiscardDriver {
         "discard"
     }
     fn notify(&self, _: &[Notification]) -> osprofiler::Result<()> {
+        Ok(())
+    }
+    fn notify_events(&self, _: &[Event]) -> osprofiler::Result<()> {
         Ok(())
     }
 }

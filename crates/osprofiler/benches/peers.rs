@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, Criterion};
 use osprofiler::drivers::Driver;
-use osprofiler::notification::Notification;
+use osprofiler::notification::{Event, Notification};
 use osprofiler::{notifier, profiler};
 
 #[derive(Debug)]
@@ -38,6 +38,9 @@ impl Driver for DiscardDriver {
         "discard"
     }
     fn notify(&self, _: &[Notification]) -> osprofiler::Result<()> {
+        Ok(())
+    }
+    fn notify_events(&self, _: &[Event]) -> osprofiler::Result<()> {
         Ok(())
     }
 }

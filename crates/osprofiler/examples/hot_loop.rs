@@ -2,7 +2,7 @@
 //! `cargo run --release --example hot_loop -- 1000000`
 
 use osprofiler::drivers::Driver;
-use osprofiler::notification::Notification;
+use osprofiler::notification::{Event, Notification};
 use osprofiler::{notifier, profiler};
 
 #[derive(Debug)]
@@ -13,6 +13,9 @@ impl Driver for Discard {
         "discard"
     }
     fn notify(&self, _: &[Notification]) -> osprofiler::Result<()> {
+        Ok(())
+    }
+    fn notify_events(&self, _: &[Event]) -> osprofiler::Result<()> {
         Ok(())
     }
 }

@@ -83,6 +83,7 @@ pub mod error;
 #[cfg(feature = "http-client")]
 pub mod http_client;
 pub mod initializer;
+mod limits;
 mod local;
 pub mod notification;
 pub mod notifier;

@@ -7,12 +7,13 @@
 //! stay raw clock readings until the collector thread converts them.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::limits;
 use crate::notifier::collector;
 use crate::profiler::id::{Id, Rng};
 
@@ -81,7 +82,10 @@ pub(crate) enum Phase {
     Stop,
 }
 
-/// One notification as recorded on the hot path.
+/// One notification as recorded on the hot path, or two: a start whose
+/// element was stopped while the start still sat in the same buffer
+/// carries its stop too (`stopped`), so the common short element costs one
+/// record instead of two.
 #[derive(Debug)]
 pub(crate) struct RawEvent {
     pub(crate) phase: Phase,
@@ -90,9 +94,88 @@ pub(crate) struct RawEvent {
     pub(crate) parent_id: Id,
     pub(crate) trace_id: Id,
     pub(crate) at: minstant::Instant,
-    pub(crate) info: Option<Value>,
+    /// Behind a pointer: most events carry none, and a smaller event is
+    /// cheaper to move on the hot path. Shared so that a call site whose
+    /// info never changes (`#[trace]` on a function without arguments)
+    /// builds it once.
+    pub(crate) info: Option<Arc<Value>>,
+    /// Whether this start carries the stop of its element (recorded
+    /// without info, at `stop_at`).
+    pub(crate) stopped: bool,
+    /// Meaningful when `stopped`. (Not an `Option`: that would take the
+    /// record over 128 bytes, which pushes copy by a `memcpy` call.)
+    pub(crate) stop_at: minstant::Instant,
     /// Which registered service recorded it (0: the process's default).
     pub(crate) service: u16,
+}
+
+// Larger records are copied by a `memcpy` call on every push.
+const _: () = assert!(std::mem::size_of::<RawEvent>() <= 128);
+
+impl RawEvent {
+    /// How many notifications this record stands for.
+    pub(crate) fn notifications(&self) -> usize {
+        1 + usize::from(self.stopped)
+    }
+
+    /// Takes the stop carried by a start record out as its own event.
+    pub(crate) fn split_stop(&mut self) -> Option<RawEvent> {
+        if !std::mem::take(&mut self.stopped) {
+            return None;
+        }
+        Some(RawEvent {
+            phase: Phase::Stop,
+            name: self.name.clone(),
+            base_id: self.base_id.clone(),
+            parent_id: self.parent_id.clone(),
+            trace_id: self.trace_id.clone(),
+            at: self.stop_at,
+            info: None,
+            stopped: false,
+            stop_at: self.stop_at,
+            service: self.service,
+        })
+    }
+}
+
+/// An element opened by `start`: its name, and where its start record
+/// waits so that `stop` can complete it in place.
+#[derive(Debug, Clone)]
+pub(crate) struct Open {
+    name: Name,
+    start: Slot,
+}
+
+impl Open {
+    /// An element whose start record `stop` may not complete.
+    fn elsewhere(name: Name) -> Open {
+        Open {
+            name,
+            start: Slot::NONE,
+        }
+    }
+}
+
+/// A place in a thread's event buffer. Buffer ids are unique in the
+/// process, so a slot taken on one thread never matches another thread's
+/// buffer, nor a later buffer of the same thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slot {
+    buffer: u64,
+    index: u32,
+}
+
+impl Slot {
+    const NONE: Slot = Slot {
+        buffer: 0,
+        index: 0,
+    };
+    /// The element was not recorded (over the context's event budget): its
+    /// stop is not recorded either.
+    const UNRECORDED: Slot = Slot {
+        buffer: u64::MAX,
+        index: 0,
+    };
 }
 
 /// The profiler of one request context: Python's `_Profiler`.
@@ -101,8 +184,8 @@ pub(crate) struct Context {
     pub(crate) hmac_key: Arc<str>,
     /// `[base_id, parent_id, open element ids...]`; never shorter than two.
     pub(crate) stack: Vec<Id>,
-    /// Names of the open elements, innermost last.
-    pub(crate) names: Vec<Name>,
+    /// The open elements, innermost last.
+    pub(crate) open: Vec<Open>,
     /// Open elements owned by something other than `start`/`stop` (a
     /// `tracing` span), by position; empty unless such an integration is
     /// in use. See [`start_foreign`].
@@ -110,13 +193,17 @@ pub(crate) struct Context {
     /// The service whose driver receives this context's notifications
     /// (see `notifier::add_service`); 0 for the default driver.
     pub(crate) service: u16,
+    /// Events this context may still record (see `limits`).
+    budget: u32,
+    /// Whether the `truncated` marker was recorded.
+    truncated: bool,
 }
 
 /// An element on the stack that `stop` must not close (it is closed by
 /// its owner, e.g. a `tracing` span, with [`record_stop`]).
 #[derive(Debug, Clone)]
 struct Foreign {
-    /// Index of the element in `Context::names` (in `stack`: `depth + 2`).
+    /// Index of the element in `Context::open` (in `stack`: `depth + 2`).
     depth: usize,
     /// How many times its owner has it entered on this stack; at 0 it only
     /// stays while elements opened inside it are still open above it.
@@ -131,9 +218,11 @@ impl Context {
         Context {
             hmac_key,
             stack,
-            names: Vec::new(),
+            open: Vec::new(),
             foreign: Vec::new(),
             service: 0,
+            budget: limits::max_trace_events(),
+            truncated: false,
         }
     }
 
@@ -153,31 +242,74 @@ impl Context {
 
 struct ThreadState {
     context: Option<Context>,
-    /// Events not yet handed over. Unallocated between batches, so an
-    /// idle thread holds no buffer; a recording thread takes a full-size
-    /// one from the collector's pool, so pushes never reallocate.
-    buffer: Vec<RawEvent>,
+    buffer: Buffer,
     /// Ids of the elements opened on this thread.
     rng: Rng,
 }
 
-impl ThreadState {
+/// Events recorded on this thread and not yet handed over.
+struct Buffer {
+    /// Unallocated between batches, so an idle thread holds no buffer; a
+    /// recording thread takes a full-size one from the collector's pool,
+    /// so pushes never reallocate.
+    events: Vec<RawEvent>,
+    /// This buffer's process-unique id (see [`Slot`]); 0 before the first.
+    id: u64,
+}
+
+impl Buffer {
     fn hand_over(&mut self) {
-        if !self.buffer.is_empty() {
-            collector::submit(std::mem::take(&mut self.buffer));
+        if !self.events.is_empty() {
+            collector::submit(std::mem::take(&mut self.events));
         }
     }
 
-    /// Buffers one event; hands the buffer over when it is full or when
-    /// `done` (the thread has nothing open that would hand it over later).
+    /// Buffers one event and returns where it went; hands the buffer over
+    /// when it is full.
     #[inline(always)]
-    fn record(&mut self, event: RawEvent, done: bool) {
-        if self.buffer.capacity() == 0 {
-            self.buffer = collector::empty_buffer();
+    fn push(&mut self, event: RawEvent) -> Slot {
+        if self.events.capacity() == 0 {
+            self.events = collector::empty_buffer();
+            self.id = collector::next_buffer_id();
         }
-        self.buffer.push(event);
-        if done || self.buffer.len() >= LOCAL_BATCH {
+        let slot = Slot {
+            buffer: self.id,
+            index: self.events.len() as u32,
+        };
+        self.events.push(event);
+        if self.events.len() >= LOCAL_BATCH {
             self.hand_over();
+        }
+        slot
+    }
+
+    /// The start record at `slot` when it is still here and not stopped.
+    #[inline(always)]
+    fn unstopped_start(&mut self, slot: Slot) -> Option<&mut RawEvent> {
+        if slot.buffer != self.id {
+            return None;
+        }
+        self.events
+            .get_mut(slot.index as usize)
+            .filter(|e| !e.stopped)
+    }
+
+    /// Records the stop of an element: into its start record when that is
+    /// still here, as an event of its own otherwise.
+    #[inline(always)]
+    fn stop(&mut self, start: Slot, info: Option<Value>, event: impl FnOnce() -> RawEvent) {
+        let at = minstant::Instant::now();
+        match self.unstopped_start(start).filter(|_| info.is_none()) {
+            Some(record) => {
+                record.stopped = true;
+                record.stop_at = at;
+            }
+            None => {
+                let mut event = event();
+                event.at = at;
+                event.info = info.map(Arc::new);
+                self.push(event);
+            }
         }
     }
 }
@@ -185,14 +317,32 @@ impl ThreadState {
 impl Drop for ThreadState {
     fn drop(&mut self) {
         // The thread is ending: whatever it recorded still goes out.
-        self.hand_over();
+        self.buffer.hand_over();
     }
 }
 
 thread_local! {
     static STATE: RefCell<ThreadState> = const {
-        RefCell::new(ThreadState { context: None, buffer: Vec::new(), rng: Rng::unseeded() })
+        RefCell::new(ThreadState {
+            context: None,
+            buffer: Buffer { events: Vec::new(), id: 0 },
+            rng: Rng::unseeded(),
+        })
     };
+    /// Whether `STATE` holds a context. A copy kept apart because a plain
+    /// `Cell` without a destructor is one load away, while `STATE` needs a
+    /// liveness check and a borrow: with no trace active, `start`/`stop`
+    /// cost this load and nothing else.
+    static ACTIVE: Cell<bool> = const { Cell::new(false) };
+}
+
+#[inline(always)]
+fn active() -> bool {
+    ACTIVE.with(Cell::get)
+}
+
+fn set_active(active: bool) {
+    ACTIVE.with(|a| a.set(active));
 }
 
 /// Runs `f` on this thread's state; does nothing (returns `None`) while the
@@ -209,7 +359,7 @@ fn with_state<R>(f: impl FnOnce(&mut ThreadState) -> R) -> Option<R> {
 /// Whether a profiler is active in the current context.
 #[inline]
 pub(crate) fn is_active() -> bool {
-    with_state(|s| s.context.is_some()).unwrap_or(false)
+    active()
 }
 
 pub(crate) fn with_context<R>(f: impl FnOnce(&Context) -> R) -> Option<R> {
@@ -222,62 +372,85 @@ pub(crate) fn with_context_mut<R>(f: impl FnOnce(&mut Context) -> R) -> Option<R
 
 /// Installs `context` when none is active; returns what is active afterwards.
 pub(crate) fn init(context: impl FnOnce() -> Context) -> Option<Context> {
-    with_state(|s| s.context.get_or_insert_with(context).clone())
+    let current = with_state(|s| s.context.get_or_insert_with(context).clone());
+    set_active(current.is_some());
+    current
 }
 
 /// Replaces the current context, returning the previous one. Used by the
 /// future wrapper to give each task its own context while it is polled.
 #[inline]
 pub(crate) fn swap_context(context: Option<Context>) -> Option<Context> {
-    with_state(|s| std::mem::replace(&mut s.context, context)).flatten()
+    let active = context.is_some();
+    // While the state is unreachable (thread teardown) nothing was swapped
+    // and the flag stays as it was.
+    let previous = with_state(|s| {
+        set_active(active);
+        std::mem::replace(&mut s.context, context)
+    });
+    previous.flatten()
 }
 
 pub(crate) fn clean() {
     with_state(|s| {
         s.context = None;
-        s.hand_over();
+        set_active(false);
+        s.buffer.hand_over();
     });
 }
 
 /// Hands this thread's buffered events to the collector now.
 pub(crate) fn hand_over() {
-    with_state(ThreadState::hand_over);
+    with_state(|s| s.buffer.hand_over());
 }
 
 /// Hands buffered events over if there are any (cheap when there are none).
 #[inline]
 pub(crate) fn hand_over_pending() {
     with_state(|s| {
-        if !s.buffer.is_empty() {
-            s.hand_over();
+        if !s.buffer.events.is_empty() {
+            s.buffer.hand_over();
         }
     });
 }
 
 /// Python's `_Profiler.start`. Returns whether an element was opened.
 #[inline]
-pub(crate) fn start(name: Name, info: Option<Value>) -> bool {
+pub(crate) fn start(name: Name, mut info: Option<Arc<Value>>) -> bool {
+    if !active() {
+        return false;
+    }
     with_state(|s| {
         let Some(ctx) = s.context.as_mut() else {
             return false;
         };
         let trace_id = Id::from_u128(s.rng.uuid4());
-        let parent_id = ctx.stack[ctx.stack.len() - 1].clone();
-        ctx.stack.push(trace_id.clone());
-        ctx.names.push(name.clone());
+        let mut start = Slot::NONE;
         if collector::is_recording() {
-            let event = RawEvent {
+            if ctx.budget < 2 {
+                record_truncation(s);
+                return start_unrecorded(s, name, trace_id);
+            }
+            ctx.budget -= 2;
+            // Shared (static) infos were cut when they were built.
+            if let Some(info) = info.as_mut().and_then(Arc::get_mut) {
+                limits::truncate_info(info);
+            }
+            start = s.buffer.push(RawEvent {
                 phase: Phase::Start,
-                name,
+                name: name.clone(),
                 base_id: ctx.stack[0].clone(),
-                parent_id,
-                trace_id,
+                parent_id: ctx.stack[ctx.stack.len() - 1].clone(),
+                trace_id: trace_id.clone(),
                 at: minstant::Instant::now(),
                 info,
+                stopped: false,
+                stop_at: minstant::Instant::ZERO,
                 service: ctx.service,
-            };
-            s.record(event, false);
+            });
         }
+        ctx.stack.push(trace_id);
+        ctx.open.push(Open { name, start });
         true
     })
     .unwrap_or(false)
@@ -287,6 +460,9 @@ pub(crate) fn start(name: Name, info: Option<Value>) -> bool {
 /// nothing when none is open.
 #[inline]
 pub(crate) fn stop(info: Option<Value>) {
+    if !active() {
+        return;
+    }
     with_state(|s| {
         let Some(ctx) = s.context.as_mut() else {
             return;
@@ -295,30 +471,82 @@ pub(crate) fn stop(info: Option<Value>) {
             stop_among_foreign(s, info);
             return;
         }
-        let Some(name) = ctx.names.pop() else {
+        let Some(open) = ctx.open.pop() else {
             return;
         };
         let depth = ctx.stack.len();
         let trace_id = ctx.stack.pop().unwrap_or_else(Id::random);
-        let parent_id = ctx.stack[depth - 2].clone();
-        let base_id = ctx.stack[0].clone();
-        let outermost_closed = ctx.names.is_empty();
-        let service = ctx.service;
-        if collector::is_recording() {
-            let event = RawEvent {
+        if collector::is_recording() && open.start != Slot::UNRECORDED {
+            let mut info = info;
+            if let Some(info) = info.as_mut() {
+                limits::truncate_info(info);
+            }
+            s.buffer.stop(open.start, info, || RawEvent {
                 phase: Phase::Stop,
-                name,
-                base_id,
-                parent_id,
+                name: open.name,
+                base_id: ctx.stack[0].clone(),
+                parent_id: ctx.stack[depth - 2].clone(),
                 trace_id,
                 at: minstant::Instant::now(),
-                info,
-                service,
-            };
+                info: None,
+                stopped: false,
+                stop_at: minstant::Instant::ZERO,
+                service: ctx.service,
+            });
+        }
+        if ctx.open.is_empty() {
             // A finished request hands its events over at once, so nothing
             // waits in the buffer of a thread that then goes idle.
-            s.record(event, outermost_closed);
+            s.buffer.hand_over();
         }
+    });
+}
+
+/// Opens an element without recording it (the context is over its
+/// budget).
+#[cold]
+fn start_unrecorded(s: &mut ThreadState, name: Name, trace_id: Id) -> bool {
+    let Some(ctx) = s.context.as_mut() else {
+        return false;
+    };
+    ctx.stack.push(trace_id);
+    ctx.open.push(Open {
+        name,
+        start: Slot::UNRECORDED,
+    });
+    true
+}
+
+/// Records, once per context, a `truncated` element where the context ran
+/// out of its event budget.
+#[cold]
+fn record_truncation(s: &mut ThreadState) {
+    let Some(ctx) = s.context.as_mut() else {
+        return;
+    };
+    if std::mem::replace(&mut ctx.truncated, true) {
+        return;
+    }
+    let limit = limits::max_trace_events();
+    let info = serde_json::json!({
+        "message": format!(
+            "osprofiler: this request recorded max_trace_events ({limit}) events; \
+             later elements were not recorded"
+        ),
+        "max_trace_events": limit,
+    });
+    let now = minstant::Instant::now();
+    s.buffer.push(RawEvent {
+        phase: Phase::Start,
+        name: Name::from("truncated"),
+        base_id: ctx.stack[0].clone(),
+        parent_id: ctx.stack[ctx.stack.len() - 1].clone(),
+        trace_id: Id::from_u128(s.rng.uuid4()),
+        at: now,
+        info: Some(Arc::new(info)),
+        stopped: true,
+        stop_at: now,
+        service: ctx.service,
     });
 }
 
@@ -346,11 +574,11 @@ impl Context {
     /// Drops exited foreign elements that nothing above keeps on the stack.
     fn pop_exited_foreign(&mut self) {
         while let Some(f) = self.foreign.last() {
-            if f.entries > 0 || f.depth + 1 != self.names.len() {
+            if f.entries > 0 || f.depth + 1 != self.open.len() {
                 break;
             }
             self.foreign.pop();
-            self.names.pop();
+            self.open.pop();
             self.stack.pop();
         }
     }
@@ -359,7 +587,7 @@ impl Context {
     /// parent id and id.
     fn remove_innermost_own(&mut self) -> Option<(Name, Id, Id)> {
         let mut above = self.foreign.len();
-        let mut depth = self.names.len();
+        let mut depth = self.open.len();
         loop {
             depth = depth.checked_sub(1)?;
             match above.checked_sub(1) {
@@ -368,9 +596,9 @@ impl Context {
             }
         }
         if depth + 2 >= self.stack.len() {
-            return None; // never: `stack` is `names` plus two
+            return None; // never: `stack` is `open` plus two
         }
-        let name = self.names.remove(depth);
+        let name = self.open.remove(depth).name;
         let trace_id = self.stack.remove(depth + 2);
         let parent_id = self.stack[depth + 1].clone();
         for f in &mut self.foreign[above..] {
@@ -400,10 +628,12 @@ fn stop_among_foreign(s: &mut ThreadState, info: Option<Value>) {
             parent_id,
             trace_id,
             at: minstant::Instant::now(),
-            info,
+            info: info.map(Arc::new),
+            stopped: false,
+            stop_at: minstant::Instant::ZERO,
             service,
         };
-        s.record(event, false);
+        s.buffer.push(event);
     }
 }
 
@@ -432,11 +662,11 @@ pub(crate) fn start_foreign(name: Name, info: Option<Value>) -> Option<ForeignEl
             service: ctx.service,
         };
         ctx.foreign.push(Foreign {
-            depth: ctx.names.len(),
+            depth: ctx.open.len(),
             entries: 1,
         });
         ctx.stack.push(element.trace_id.clone());
-        ctx.names.push(element.name.clone());
+        ctx.open.push(Open::elsewhere(element.name.clone()));
         if collector::is_recording() {
             let event = RawEvent {
                 phase: Phase::Start,
@@ -445,10 +675,12 @@ pub(crate) fn start_foreign(name: Name, info: Option<Value>) -> Option<ForeignEl
                 parent_id: element.parent_id.clone(),
                 trace_id: element.trace_id.clone(),
                 at: minstant::Instant::now(),
-                info,
+                info: info.map(Arc::new),
+                stopped: false,
+                stop_at: minstant::Instant::ZERO,
                 service: element.service,
             };
-            s.record(event, false);
+            s.buffer.push(event);
         }
         Some(element)
     })
@@ -470,11 +702,11 @@ pub(crate) fn enter_foreign(element: &ForeignElement) {
             Some(f) => ctx.foreign[f].entries = ctx.foreign[f].entries.saturating_add(1),
             None => {
                 ctx.foreign.push(Foreign {
-                    depth: ctx.names.len(),
+                    depth: ctx.open.len(),
                     entries: 1,
                 });
                 ctx.stack.push(element.trace_id.clone());
-                ctx.names.push(element.name.clone());
+                ctx.open.push(Open::elsewhere(element.name.clone()));
             }
         }
     });
@@ -512,12 +744,17 @@ pub(crate) fn record_stop(element: &ForeignElement, info: Option<Value>) {
             parent_id: element.parent_id.clone(),
             trace_id: element.trace_id.clone(),
             at: minstant::Instant::now(),
-            info,
+            info: info.map(Arc::new),
+            stopped: false,
+            stop_at: minstant::Instant::ZERO,
             service: element.service,
         };
         // Nothing may hand this thread's buffer over soon when it has no
         // open elements of its own (a span dropped on an idle thread).
-        let idle = s.context.as_ref().map_or(true, |c| c.names.is_empty());
-        s.record(event, idle);
+        let idle = s.context.as_ref().map_or(true, |c| c.open.is_empty());
+        s.buffer.push(event);
+        if idle {
+            s.buffer.hand_over();
+        }
     });
 }

@@ -17,6 +17,7 @@
 use std::any::type_name;
 use std::fmt::{self, Write as _};
 use std::future::Future;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::{Map, Value};
 
@@ -43,6 +44,40 @@ where
         start_info(function, args, info)
     });
     Some(Trace::new(name, info))
+}
+
+/// The start info of a call site where it never changes (no arguments
+/// shown, no `info = ...`): built on the first recorded call, then shared
+/// by every later one.
+#[derive(Debug)]
+pub struct StaticInfo(OnceLock<Arc<Value>>);
+
+impl StaticInfo {
+    /// An info not built yet.
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> StaticInfo {
+        StaticInfo(OnceLock::new())
+    }
+}
+
+/// [`start`] for a call site with a [`StaticInfo`].
+pub fn start_static<F>(
+    name: impl Into<Name>,
+    site: &'static StaticInfo,
+    details: F,
+) -> Option<Trace>
+where
+    F: FnOnce() -> (String, Option<String>, Option<Value>),
+{
+    let info = is_recording().then(|| {
+        site.0
+            .get_or_init(|| {
+                let (function, args, info) = details();
+                Arc::new(start_info(function, args, info))
+            })
+            .clone()
+    });
+    Some(Trace::with_shared_info(name.into(), info))
 }
 
 fn start_info(function: String, args: Option<String>, info: Option<Value>) -> Value {

@@ -1,7 +1,7 @@
 //! Storage backends ("drivers"), chosen by connection-string scheme.
 //!
 //! Each backend lives in its own module behind a cargo feature. The
-//! collector thread calls [`Driver::notify`] with batches; the CLI and
+//! collector thread calls [`Driver::notify_events`] with batches; the CLI and
 //! reports call the read side.
 
 mod memory;
@@ -38,7 +38,7 @@ pub use memory::MemoryDriver;
 
 use crate::config::ProfilerConfig;
 use crate::error::{Error, Result};
-use crate::notification::Notification;
+use crate::notification::{Event, Notification};
 
 /// A place notifications are written to and read back from.
 ///
@@ -50,6 +50,15 @@ pub trait Driver: Send + Sync + fmt::Debug + 'static {
 
     /// Stores a batch of notifications.
     fn notify(&self, batch: &[Notification]) -> Result<()>;
+
+    /// Stores a batch as the collector hands it over. By default each
+    /// event becomes a [`Notification`] for [`notify`](Driver::notify);
+    /// a driver that writes text formats straight from the events instead
+    /// and skips those allocations.
+    fn notify_events(&self, batch: &[Event]) -> Result<()> {
+        let batch: Vec<Notification> = batch.iter().map(Event::to_notification).collect();
+        self.notify(&batch)
+    }
 
     /// Every stored payload of one trace, as JSON objects, in no particular
     /// order.
@@ -93,6 +102,9 @@ impl<D: Driver + ?Sized> Driver for Arc<D> {
     }
     fn notify(&self, batch: &[Notification]) -> Result<()> {
         (**self).notify(batch)
+    }
+    fn notify_events(&self, batch: &[Event]) -> Result<()> {
+        (**self).notify_events(batch)
     }
     fn get_events(&self, base_id: &str) -> Result<Vec<Value>> {
         (**self).get_events(base_id)

@@ -29,7 +29,7 @@ use serde_json::{Map, Value as Json};
 use super::{redact_secrets, Driver};
 use crate::config::ProfilerConfig;
 use crate::error::{Error, Result};
-use crate::notification::Notification;
+use crate::notification::{Event, Notification, Text};
 
 /// Prefix of the per-trace lists.
 pub const NAMESPACE_OPT: &str = "osprofiler_opt:";
@@ -425,46 +425,58 @@ impl Driver for RedisDriver {
     }
 
     fn notify(&self, batch: &[Notification]) -> Result<()> {
+        let batch: Vec<Event> = batch.iter().cloned().map(Event::from).collect();
+        self.notify_events(&batch)
+    }
+
+    fn notify_events(&self, batch: &[Event]) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
         // Group by trace, keeping the order of arrival: one variadic LPUSH
         // per trace leaves each list exactly as one LPUSH per event would.
-        let mut traces: Vec<(&str, Vec<String>)> = Vec::new();
-        let mut errors: Vec<(&str, &str)> = Vec::new();
-        for n in batch {
-            let json = serde_json::to_string(
-                &n.to_value(self.project.as_deref(), self.service.as_deref()),
-            )
-            .map_err(|e| Error::backend(NAME, format!("cannot serialize a payload: {e}")))?;
-            match traces.iter_mut().find(|(id, _)| *id == n.base_id) {
-                Some((_, values)) => values.push(json),
-                None => traces.push((&n.base_id, vec![json])),
+        // Payloads are written into one buffer; `traces` holds their ranges.
+        let mut json = Vec::with_capacity(batch.len() * 400);
+        let mut traces: Vec<(Text<'_>, Vec<std::ops::Range<usize>>)> = Vec::new();
+        let mut errors: Vec<(Text<'_>, Text<'_>)> = Vec::new();
+        for event in batch {
+            let start = json.len();
+            event.write_json(&mut json, self.project.as_deref(), self.service.as_deref());
+            let base_id = event.base_id();
+            // A batch usually holds a few traces: the latest one is the
+            // likely match.
+            match traces.iter_mut().rev().find(|(id, _)| **id == *base_id) {
+                Some((_, values)) => values.push(start..json.len()),
+                None => traces.push((base_id, vec![start..json.len()])),
             }
-            if self.filter_error_trace && n.is_error() {
-                match errors.iter_mut().find(|(id, _)| *id == n.base_id) {
-                    Some(entry) => entry.1 = &n.timestamp,
-                    None => errors.push((&n.base_id, &n.timestamp)),
+            if self.filter_error_trace && event.is_error() {
+                let base_id = event.base_id();
+                match errors.iter_mut().find(|(id, _)| **id == *base_id) {
+                    Some(entry) => entry.1 = event.timestamp(),
+                    None => errors.push((base_id, event.timestamp())),
                 }
             }
         }
         let mut pipe = redis::pipe();
         pipe.atomic();
         for (base_id, values) in &traces {
-            let key = format!("{NAMESPACE_OPT}{base_id}");
-            pipe.cmd("LPUSH").arg(&key).arg(values);
+            let key = format!("{NAMESPACE_OPT}{}", &**base_id);
+            let command = pipe.cmd("LPUSH").arg(&key);
+            for range in values {
+                command.arg(&json[range.clone()]);
+            }
             if let Some(ttl) = self.ttl_seconds {
                 pipe.cmd("EXPIRE").arg(&key).arg(ttl);
             }
         }
         for (base_id, timestamp) in &errors {
             let mut entry = Map::new();
-            entry.insert("base_id".into(), Json::from(*base_id));
-            entry.insert("timestamp".into(), Json::from(*timestamp));
+            entry.insert("base_id".into(), Json::from(&**base_id));
+            entry.insert("timestamp".into(), Json::from(&**timestamp));
             let value = Json::Object(entry).to_string();
             let cmd = pipe
                 .cmd("SET")
-                .arg(format!("{NAMESPACE_ERROR}{base_id}"))
+                .arg(format!("{NAMESPACE_ERROR}{}", &**base_id))
                 .arg(value);
             if let Some(ttl) = self.ttl_seconds {
                 cmd.arg("EX").arg(ttl);

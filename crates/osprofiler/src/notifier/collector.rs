@@ -1,8 +1,8 @@
 //! Background collector thread.
 //!
-//! Receives batches of raw events from the caller threads, turns them into
-//! [`Notification`]s (ids to text, clock readings to UTC timestamps, `host`
-//! added) and hands them to the driver. Everything slow happens here; the
+//! Receives batches of raw events from the caller threads, converts their
+//! clock readings to UTC and hands them to the driver as [`Event`]s, which
+//! the driver formats as it stores them. Everything slow happens here; the
 //! caller threads only pay for a channel send per batch.
 //!
 //! Overflow policy: at most `capacity` events wait between the callers and
@@ -18,11 +18,9 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value};
-
 use crate::drivers::Driver;
-use crate::local::{Phase, RawEvent, LOCAL_BATCH};
-use crate::notification::{format_timestamp, Notification};
+use crate::local::{RawEvent, LOCAL_BATCH};
+use crate::notification::{Event, Notification};
 
 /// Default for [`crate::notifier::Options::capacity`].
 pub(crate) const DEFAULT_CAPACITY: usize = 100_000;
@@ -49,7 +47,8 @@ enum Message {
     Payloads(Vec<Notification>),
     SetDriver(Option<Arc<dyn Driver>>),
     AddService(u16, Arc<dyn Driver>),
-    Flush(mpsc::SyncSender<usize>),
+    /// Answer when nothing is pending any more, or at the deadline.
+    Flush(mpsc::SyncSender<usize>, Instant),
 }
 
 struct Shared {
@@ -92,6 +91,12 @@ fn recycle(mut buffer: Vec<RawEvent>) {
             pool.push(buffer);
         }
     }
+}
+
+/// A process-unique id for a caller thread's new event buffer (never 0).
+pub(crate) fn next_buffer_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 /// Whether events are being recorded (a driver is installed).
@@ -194,7 +199,7 @@ fn send(message: Message, count: usize) {
 
 /// Hands a batch recorded on a caller thread to the collector.
 pub(crate) fn submit(batch: Vec<RawEvent>) {
-    let count = batch.len();
+    let count = batch.iter().map(RawEvent::notifications).sum();
     if count == 0 || !reserve(count) {
         return;
     }
@@ -217,7 +222,8 @@ pub(crate) fn flush(timeout: Duration) -> Result<(), usize> {
         return Ok(());
     }
     let (ack, done) = mpsc::sync_channel(1);
-    if shared().sender.send(Message::Flush(ack)).is_err() {
+    let deadline = Instant::now() + timeout;
+    if shared().sender.send(Message::Flush(ack, deadline)).is_err() {
         return Err(QUEUED.load(Ordering::Relaxed) as usize);
     }
     match done.recv_timeout(timeout) {
@@ -232,15 +238,13 @@ struct Collector {
     driver: Option<Arc<dyn Driver>>,
     /// Drivers of the other services of this process, by tag.
     services: std::collections::HashMap<u16, Arc<dyn Driver>>,
-    pending: VecDeque<Notification>,
-    /// The service tag of each entry of `pending`.
-    tags: VecDeque<u16>,
+    pending: VecDeque<Event>,
+    /// Reused to put each batch in time order.
+    scratch: Vec<RawEvent>,
+    /// Flush requests waiting for `pending` to empty, with their deadlines.
+    flushes: Vec<(mpsc::SyncSender<usize>, Instant)>,
     anchor: minstant::Anchor,
     anchored_at: Instant,
-    /// Formats timestamps, reusing the date and time of the last second.
-    clock: TimestampCache,
-    /// `{"host": <host>}`, cloned into events that carry no info.
-    host_only: Map<String, Value>,
     backoff: Duration,
     retry_at: Option<Instant>,
 }
@@ -252,11 +256,10 @@ impl Collector {
             driver: None,
             services: std::collections::HashMap::new(),
             pending: VecDeque::new(),
-            tags: VecDeque::new(),
+            scratch: Vec::new(),
+            flushes: Vec::new(),
             anchor: minstant::Anchor::new(),
             anchored_at: Instant::now(),
-            clock: TimestampCache::default(),
-            host_only: info_with_host(None, host()),
             backoff: MIN_BACKOFF,
             retry_at: None,
         }
@@ -278,41 +281,65 @@ impl Collector {
                     Err(_) => return,
                 },
             };
-            let mut flushes = Vec::new();
+            let waiting = self.flushes.len();
             if let Some(m) = message {
-                self.handle(m, &mut flushes);
+                self.handle(m);
             }
             // Take whatever else is already waiting so the driver sees big
             // batches.
             while let Ok(m) = self.receiver.try_recv() {
-                self.handle(m, &mut flushes);
+                self.handle(m);
             }
-            let force = !flushes.is_empty();
+            // A new flush request tries at once, whatever the backoff.
+            let force = self.flushes.len() > waiting;
             self.deliver(force);
-            for ack in flushes {
-                let _ = ack.try_send(self.pending.len());
-            }
+            self.answer_flushes();
         }
     }
 
-    fn handle(&mut self, message: Message, flushes: &mut Vec<mpsc::SyncSender<usize>>) {
+    /// Answers the flush requests that are done: all of them once nothing
+    /// is pending; otherwise those past their deadline (whose callers
+    /// have given up), so a long outage does not pile them up. The others
+    /// keep waiting while failed deliveries are retried.
+    fn answer_flushes(&mut self) {
+        let left = self.pending.len();
+        let now = Instant::now();
+        self.flushes.retain(|(ack, deadline)| {
+            let done = left == 0 || *deadline <= now;
+            if done {
+                let _ = ack.try_send(left);
+            }
+            !done
+        });
+    }
+
+    fn handle(&mut self, message: Message) {
         match message {
             Message::Events(mut events) => {
                 self.reanchor();
-                let host = host();
-                self.tags.extend(events.iter().map(|e| e.service));
-                self.pending.reserve(events.len());
-                for event in events.drain(..) {
-                    let micros = (event.at.as_unix_nanos(&self.anchor) / 1_000) as i64;
-                    let timestamp = self.clock.format(micros);
-                    self.pending
-                        .push_back(convert(event, timestamp, &self.host_only, host));
+                // Stops completed in place come out of their starts; the
+                // driver gets every event in the order it happened, as
+                // Python sends them. A batch is one thread's, nearly in
+                // order already: the stable sort only merges runs.
+                let mut ordered = std::mem::take(&mut self.scratch);
+                for mut event in events.drain(..) {
+                    let stop = event.split_stop();
+                    ordered.push(event);
+                    ordered.extend(stop);
                 }
                 recycle(events);
+                ordered.sort_by_key(|e| e.at);
+                self.pending.reserve(ordered.len());
+                for event in ordered.drain(..) {
+                    // Only the clock is converted here; text is made by the
+                    // driver that needs it.
+                    let micros = (event.at.as_unix_nanos(&self.anchor) / 1_000) as i64;
+                    self.pending.push_back(Event::recorded(event, micros));
+                }
+                self.scratch = ordered;
             }
             Message::Payloads(payloads) => {
-                self.tags.extend(payloads.iter().map(|_| 0));
-                self.pending.extend(payloads);
+                self.pending.extend(payloads.into_iter().map(Event::from));
             }
             Message::AddService(tag, driver) => {
                 self.services.insert(tag, driver);
@@ -322,7 +349,7 @@ impl Collector {
                 self.retry_at = None;
                 self.backoff = MIN_BACKOFF;
             }
-            Message::Flush(ack) => flushes.push(ack),
+            Message::Flush(ack, deadline) => self.flushes.push((ack, deadline)),
         }
     }
 
@@ -344,7 +371,6 @@ impl Collector {
             // No driver: nothing can ever take these.
             let n = self.pending.len();
             self.pending.clear();
-            self.tags.clear();
             QUEUED.fetch_sub(n as u64, Ordering::Relaxed);
             return;
         }
@@ -352,24 +378,24 @@ impl Collector {
             return;
         }
         let batch_size = EXPORT_BATCH.load(Ordering::Relaxed);
-        while let Some(&tag) = self.tags.front() {
+        while let Some(tag) = self.pending.front().map(Event::service_tag) {
             // One driver call per run of notifications of one service.
             let n = self
-                .tags
+                .pending
                 .iter()
                 .take(batch_size)
-                .take_while(|&&t| t == tag)
+                .take_while(|e| e.service_tag() == tag)
                 .count();
             let Some(driver) = self.services.get(&tag).or(self.driver.as_ref()).cloned() else {
                 return;
             };
             let chunk = &self.pending.make_contiguous()[..n];
-            let result =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| driver.notify(chunk)));
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                driver.notify_events(chunk)
+            }));
             match result {
                 Ok(Ok(())) => {
                     self.pending.drain(..n);
-                    self.tags.drain(..n);
                     QUEUED.fetch_sub(n as u64, Ordering::Relaxed);
                     SENT.fetch_add(n as u64, Ordering::Relaxed);
                     self.backoff = MIN_BACKOFF;
@@ -391,143 +417,10 @@ impl Collector {
                     // retry: drop that batch, keep the collector alive.
                     FAILED.fetch_add(1, Ordering::Relaxed);
                     self.pending.drain(..n);
-                    self.tags.drain(..n);
                     QUEUED.fetch_sub(n as u64, Ordering::Relaxed);
                     record_drop(n as u64);
                 }
             }
         }
-    }
-}
-
-fn convert(
-    event: RawEvent,
-    timestamp: String,
-    host_only: &Map<String, Value>,
-    host: &str,
-) -> Notification {
-    let suffix = match event.phase {
-        Phase::Start => "-start",
-        Phase::Stop => "-stop",
-    };
-    let mut name = String::with_capacity(event.name.as_str().len() + suffix.len());
-    name.push_str(event.name.as_str());
-    name.push_str(suffix);
-    let info = match event.info {
-        None | Some(Value::Null) => host_only.clone(),
-        info => info_with_host(info, host),
-    };
-    Notification {
-        name,
-        base_id: event.base_id.to_text(),
-        trace_id: event.trace_id.to_text(),
-        parent_id: event.parent_id.to_text(),
-        timestamp,
-        info: Some(info),
-    }
-}
-
-/// [`format_timestamp`] for a stream of mostly increasing times: the
-/// `%Y-%m-%dT%H:%M:%S.` part is formatted once per second.
-#[derive(Debug, Default)]
-struct TimestampCache {
-    /// The second of `prefix`, if any.
-    second: Option<i64>,
-    /// `format_timestamp` of that second, up to and including the `.`.
-    prefix: String,
-}
-
-impl TimestampCache {
-    fn format(&mut self, unix_micros: i64) -> String {
-        let second = unix_micros.div_euclid(1_000_000);
-        if self.second != Some(second) {
-            let mut text = format_timestamp(second * 1_000_000);
-            if text.len() != 26 {
-                // Outside four-digit years: no shortcut.
-                self.second = None;
-                return format_timestamp(unix_micros);
-            }
-            text.truncate(20);
-            self.prefix = text;
-            self.second = Some(second);
-        }
-        let mut micros = unix_micros.rem_euclid(1_000_000) as u32;
-        let mut digits = [b'0'; 6];
-        for d in digits.iter_mut().rev() {
-            *d = b'0' + (micros % 10) as u8;
-            micros /= 10;
-        }
-        let mut out = String::with_capacity(26);
-        out.push_str(&self.prefix);
-        out.push_str(std::str::from_utf8(&digits).unwrap_or("000000"));
-        out
-    }
-}
-
-/// Python adds `host` to the caller's info (replacing any `host` it had).
-fn info_with_host(info: Option<Value>, host: &str) -> Map<String, Value> {
-    let mut map = match info {
-        Some(Value::Object(map)) => map,
-        Some(Value::Null) | None => Map::new(),
-        // Python would fail on a non-dict info; keep the value visible.
-        Some(other) => Map::from_iter([("value".to_string(), other)]),
-    };
-    map.insert("host".into(), Value::from(host));
-    map
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cached_timestamps_equal_format_timestamp() {
-        let mut cache = TimestampCache::default();
-        let base = 1_700_000_000_123_456_i64;
-        for micros in [
-            base,
-            base + 1,
-            base + 876_543,
-            base + 876_544,
-            base - 5_000_000,
-            0,
-            999_999,
-            -1,
-            253_402_300_799_999_999,
-            253_402_300_800_000_000,
-            base,
-        ] {
-            assert_eq!(cache.format(micros), format_timestamp(micros), "{micros}");
-        }
-    }
-
-    #[test]
-    fn events_without_info_get_the_host_alone() {
-        let host_only = info_with_host(None, "h1");
-        let event = |info| RawEvent {
-            phase: Phase::Stop,
-            name: "db".into(),
-            base_id: crate::profiler::Id::from_u128(1),
-            parent_id: crate::profiler::Id::from_text("p"),
-            trace_id: crate::profiler::Id::from_u128(2),
-            at: minstant::Instant::now(),
-            info,
-            service: 0,
-        };
-        let n = convert(event(None), "t".into(), &host_only, "h1");
-        assert_eq!(n.name, "db-stop");
-        assert_eq!(n.base_id, "00000000-0000-0000-0000-000000000001");
-        assert_eq!(n.parent_id, "p");
-        assert_eq!(n.info, Some(host_only.clone()));
-        let n = convert(
-            event(Some(serde_json::json!({"a": 1, "host": "x"}))),
-            "t".into(),
-            &host_only,
-            "h1",
-        );
-        assert_eq!(
-            serde_json::Value::Object(n.info.unwrap()),
-            serde_json::json!({"a": 1, "host": "h1"})
-        );
     }
 }

@@ -30,8 +30,8 @@ pub use collector::Stats;
 use crate::config::ProfilerConfig;
 use crate::drivers::{self, Driver};
 use crate::error::Error;
-use crate::local;
 use crate::notification::Notification;
+use crate::{limits, local};
 
 static CURRENT: Mutex<Option<Arc<dyn Driver>>> = Mutex::new(None);
 
@@ -114,6 +114,14 @@ pub struct Options {
     pub capacity: usize,
     /// Most notifications handed to the driver in one call. Default 1,000.
     pub export_batch: usize,
+    /// Longest string kept whole in an `info` (values and keys), in bytes;
+    /// longer ones are cut and marked before they are queued. Default
+    /// 64 KiB.
+    pub max_info_bytes: usize,
+    /// Most events one request context records; past it one `truncated`
+    /// element marks the cut and later elements are not recorded.
+    /// Default 100,000.
+    pub max_trace_events: u32,
 }
 
 impl Default for Options {
@@ -121,6 +129,8 @@ impl Default for Options {
         Options {
             capacity: collector::DEFAULT_CAPACITY,
             export_batch: collector::DEFAULT_EXPORT_BATCH,
+            max_info_bytes: limits::DEFAULT_MAX_INFO_BYTES,
+            max_trace_events: limits::DEFAULT_MAX_TRACE_EVENTS,
         }
     }
 }
@@ -137,6 +147,19 @@ impl Options {
         self.export_batch = notifications;
         self
     }
+
+    /// Sets [`Options::max_info_bytes`].
+    pub fn max_info_bytes(mut self, bytes: usize) -> Self {
+        self.max_info_bytes = bytes;
+        self
+    }
+
+    /// Sets [`Options::max_trace_events`] (applies to contexts created
+    /// after the call).
+    pub fn max_trace_events(mut self, events: u32) -> Self {
+        self.max_trace_events = events;
+        self
+    }
 }
 
 /// Applies pipeline options; takes effect for batches handed over after
@@ -144,6 +167,8 @@ impl Options {
 pub fn configure(options: Options) {
     collector::set_capacity(options.capacity);
     collector::set_export_batch(options.export_batch);
+    limits::set_max_info_bytes(options.max_info_bytes);
+    limits::set_max_trace_events(options.max_trace_events);
 }
 
 /// Counters of the pipeline: queued, sent, dropped, failed.

@@ -154,7 +154,7 @@ pub(crate) fn format_uuid(value: u128) -> String {
 }
 
 /// Writes the canonical text of a uuid into `buf` and returns it.
-fn write_uuid(value: u128, buf: &mut [u8; 36]) -> &str {
+pub(crate) fn write_uuid(value: u128, buf: &mut [u8; 36]) -> &str {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     /// Where the two hex digits of each byte go.
     const AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];

@@ -151,7 +151,7 @@ pub fn is_active() -> bool {
 /// `profiler.start`). Does nothing when no profiler is active.
 #[inline]
 pub fn start(name: impl Into<Name>, info: Option<Value>) {
-    local::start(name.into(), info);
+    local::start(name.into(), info.map(Arc::new));
 }
 
 /// Emits `<name>-stop` for the innermost open element and closes it
@@ -202,7 +202,15 @@ impl Trace {
     #[inline]
     pub fn new(name: impl Into<Name>, info: Option<Value>) -> Trace {
         Trace {
-            started: local::start(name.into(), info),
+            started: local::start(name.into(), info.map(Arc::new)),
+            stop_info: None,
+        }
+    }
+
+    /// [`Trace::new`] with info shared between calls.
+    pub(crate) fn with_shared_info(name: Name, info: Option<Arc<Value>>) -> Trace {
+        Trace {
+            started: local::start(name, info),
             stop_info: None,
         }
     }

@@ -254,7 +254,7 @@ where
         }
         // The handler may do work in `call` already: run it in the trace.
         let outer = local::swap_context(Some(context));
-        local::start("wsgi".into(), Some(info));
+        local::start("wsgi".into(), Some(Arc::new(info)));
         let inner = self.inner.call(request);
         let context = local::swap_context(outer);
         ResponseFuture::traced(inner, context)

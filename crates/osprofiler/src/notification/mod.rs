@@ -3,6 +3,10 @@
 
 use serde_json::{Map, Value};
 
+mod event;
+
+pub use event::{Event, Text};
+
 /// One start or stop notification, before the driver adds `project` and
 /// `service`.
 ///

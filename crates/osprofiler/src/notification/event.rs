@@ -1,0 +1,477 @@
+//! What the collector hands to drivers.
+//!
+//! Events recorded by `start`/`stop` reach the driver as they were
+//! recorded: integer ids, a time in microseconds, the caller's info. Text
+//! is made only when a driver asks for it, straight into the driver's
+//! buffer, so the collector thread formats nothing and a driver pays only
+//! for the form it stores.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Deref;
+
+use serde_json::{Map, Value};
+
+use super::{format_timestamp, Notification};
+use crate::local::{Phase, RawEvent};
+use crate::notifier::collector::host;
+use crate::profiler::id::write_uuid;
+use crate::profiler::Id;
+
+/// One notification on its way to a driver: either recorded by
+/// `start`/`stop` (and formatted on demand) or handed over ready-made
+/// through [`notifier::notify`](crate::notifier::notify).
+///
+/// Whatever its origin, it reads as the [`Notification`] that
+/// [`to_notification`](Event::to_notification) returns: same name, ids,
+/// timestamp and info (with `host`).
+pub struct Event(Repr);
+
+enum Repr {
+    Recorded { raw: RawEvent, unix_micros: i64 },
+    Ready(Notification),
+}
+
+impl Event {
+    pub(crate) fn recorded(raw: RawEvent, unix_micros: i64) -> Event {
+        Event(Repr::Recorded { raw, unix_micros })
+    }
+
+    /// The service tag of the context that recorded it (0: the default).
+    pub(crate) fn service_tag(&self) -> u16 {
+        match &self.0 {
+            Repr::Recorded { raw, .. } => raw.service,
+            Repr::Ready(_) => 0,
+        }
+    }
+
+    /// `<point name>-start` or `<point name>-stop`.
+    pub fn name(&self) -> Cow<'_, str> {
+        match &self.0 {
+            Repr::Recorded { raw, .. } => {
+                let mut name = String::with_capacity(raw.name.as_str().len() + 6);
+                name.push_str(raw.name.as_str());
+                name.push_str(suffix(raw.phase));
+                Cow::Owned(name)
+            }
+            Repr::Ready(n) => Cow::Borrowed(&n.name),
+        }
+    }
+
+    /// The id shared by every element of the trace.
+    pub fn base_id(&self) -> Text<'_> {
+        match &self.0 {
+            Repr::Recorded { raw, .. } => Text::id(&raw.base_id),
+            Repr::Ready(n) => Text::borrowed(&n.base_id),
+        }
+    }
+
+    /// The id of this element.
+    pub fn trace_id(&self) -> Text<'_> {
+        match &self.0 {
+            Repr::Recorded { raw, .. } => Text::id(&raw.trace_id),
+            Repr::Ready(n) => Text::borrowed(&n.trace_id),
+        }
+    }
+
+    /// The id of the enclosing element.
+    pub fn parent_id(&self) -> Text<'_> {
+        match &self.0 {
+            Repr::Recorded { raw, .. } => Text::id(&raw.parent_id),
+            Repr::Ready(n) => Text::borrowed(&n.parent_id),
+        }
+    }
+
+    /// UTC time as `%Y-%m-%dT%H:%M:%S.%f`.
+    pub fn timestamp(&self) -> Text<'_> {
+        match &self.0 {
+            Repr::Recorded { unix_micros, .. } => Text::timestamp(*unix_micros),
+            Repr::Ready(n) => Text::borrowed(&n.timestamp),
+        }
+    }
+
+    /// Whether this is an error stop (its info has a non-null `etype`).
+    pub fn is_error(&self) -> bool {
+        let etype = match &self.0 {
+            Repr::Recorded { raw, .. } => match raw.info.as_deref() {
+                Some(Value::Object(info)) => info.get("etype"),
+                _ => None,
+            },
+            Repr::Ready(n) => n.info.as_ref().and_then(|i| i.get("etype")),
+        };
+        etype.is_some_and(|e| !e.is_null())
+    }
+
+    /// The event as an owned [`Notification`].
+    pub fn to_notification(&self) -> Notification {
+        match &self.0 {
+            Repr::Recorded { raw, unix_micros } => Notification {
+                name: self.name().into_owned(),
+                base_id: raw.base_id.to_text(),
+                trace_id: raw.trace_id.to_text(),
+                parent_id: raw.parent_id.to_text(),
+                timestamp: format_timestamp(*unix_micros),
+                info: Some(info_with_host(raw.info.as_deref(), host())),
+            },
+            Repr::Ready(n) => n.clone(),
+        }
+    }
+
+    /// The payload as JSON with `project` and `service` added (what
+    /// [`Notification::to_value`] gives).
+    pub fn to_value(&self, project: Option<&str>, service: Option<&str>) -> Value {
+        self.to_notification().to_value(project, service)
+    }
+
+    /// Appends the payload as compact JSON, with `project` and `service`
+    /// added: the text of `serde_json::to_string(&self.to_value(..))`,
+    /// written without building the value.
+    pub fn write_json(&self, out: &mut Vec<u8>, project: Option<&str>, service: Option<&str>) {
+        let Repr::Recorded { raw, unix_micros } = &self.0 else {
+            // Ready-made payloads are rare (Python's `notifier.notify`).
+            let value = self.to_value(project, service);
+            let _ = serde_json::to_writer(out, &value);
+            return;
+        };
+        out.extend_from_slice(b"{\"name\":\"");
+        write_escaped(out, raw.name.as_str());
+        out.extend_from_slice(suffix(raw.phase).as_bytes());
+        out.extend_from_slice(b"\",\"base_id\":");
+        write_id(out, &raw.base_id);
+        out.extend_from_slice(b",\"trace_id\":");
+        write_id(out, &raw.trace_id);
+        out.extend_from_slice(b",\"parent_id\":");
+        write_id(out, &raw.parent_id);
+        out.extend_from_slice(b",\"timestamp\":\"");
+        out.extend_from_slice(Text::timestamp(*unix_micros).as_bytes());
+        out.extend_from_slice(b"\",\"info\":{");
+        write_info_entries(out, raw.info.as_deref(), host());
+        out.extend_from_slice(b"},\"project\":");
+        write_optional(out, project);
+        out.extend_from_slice(b",\"service\":");
+        write_optional(out, service);
+        out.push(b'}');
+    }
+}
+
+impl From<Notification> for Event {
+    fn from(notification: Notification) -> Event {
+        Event(Repr::Ready(notification))
+    }
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("name", &self.name())
+            .field("base_id", &&*self.base_id())
+            .field("trace_id", &&*self.trace_id())
+            .field("parent_id", &&*self.parent_id())
+            .field("timestamp", &&*self.timestamp())
+            .finish_non_exhaustive()
+    }
+}
+
+fn suffix(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Start => "-start",
+        Phase::Stop => "-stop",
+    }
+}
+
+/// Text of an id or a timestamp, borrowed when it is text already and
+/// formatted on the stack when it is not.
+#[derive(Clone)]
+pub struct Text<'a>(TextRepr<'a>);
+
+#[derive(Clone)]
+enum TextRepr<'a> {
+    Borrowed(&'a str),
+    /// A uuid (36 bytes) or a timestamp (26 bytes).
+    Inline([u8; 36], u8),
+    /// A timestamp outside four-digit years.
+    Owned(String),
+}
+
+impl<'a> Text<'a> {
+    fn borrowed(text: &'a str) -> Text<'a> {
+        Text(TextRepr::Borrowed(text))
+    }
+
+    fn id(id: &'a Id) -> Text<'a> {
+        match id {
+            Id::Uuid([hi, lo]) => {
+                let mut buf = [0u8; 36];
+                write_uuid((u128::from(*hi) << 64) | u128::from(*lo), &mut buf);
+                Text(TextRepr::Inline(buf, 36))
+            }
+            Id::Text(text) => Text::borrowed(text),
+        }
+    }
+
+    fn timestamp(unix_micros: i64) -> Text<'a> {
+        let mut buf = [0u8; 36];
+        match write_timestamp(unix_micros, &mut buf) {
+            Some(len) => Text(TextRepr::Inline(buf, len)),
+            None => Text(TextRepr::Owned(format_timestamp(unix_micros))),
+        }
+    }
+}
+
+impl Deref for Text<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match &self.0 {
+            TextRepr::Borrowed(text) => text,
+            // Only ASCII is ever written inline.
+            TextRepr::Inline(buf, len) => {
+                std::str::from_utf8(&buf[..usize::from(*len)]).unwrap_or_default()
+            }
+            TextRepr::Owned(text) => text,
+        }
+    }
+}
+
+impl AsRef<str> for Text<'_> {
+    fn as_ref(&self) -> &str {
+        self
+    }
+}
+
+impl fmt::Display for Text<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl fmt::Debug for Text<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl PartialEq<str> for Text<'_> {
+    fn eq(&self, other: &str) -> bool {
+        **self == *other
+    }
+}
+
+impl PartialEq<&str> for Text<'_> {
+    fn eq(&self, other: &&str) -> bool {
+        **self == **other
+    }
+}
+
+/// Writes `%Y-%m-%dT%H:%M:%S.%f` into `buf`; `None` outside four-digit
+/// years (left to [`format_timestamp`]).
+fn write_timestamp(unix_micros: i64, buf: &mut [u8; 36]) -> Option<u8> {
+    let secs = unix_micros.div_euclid(1_000_000);
+    let micros = unix_micros.rem_euclid(1_000_000);
+    let (year, month, day) = super::civil_from_days(secs.div_euclid(86_400));
+    if !(0..=9999).contains(&year) {
+        return None;
+    }
+    let secs_of_day = secs.rem_euclid(86_400);
+    let mut at = 0;
+    let mut digits = |value: i64, width: u32, separator: u8| {
+        for i in (0..width).rev() {
+            buf[at] = b'0' + (value / 10_i64.pow(i) % 10) as u8;
+            at += 1;
+        }
+        if separator != 0 {
+            buf[at] = separator;
+            at += 1;
+        }
+    };
+    digits(year, 4, b'-');
+    digits(month, 2, b'-');
+    digits(day, 2, b'T');
+    digits(secs_of_day / 3600, 2, b':');
+    digits(secs_of_day % 3600 / 60, 2, b':');
+    digits(secs_of_day % 60, 2, b'.');
+    digits(micros, 6, 0);
+    Some(26)
+}
+
+fn write_id(out: &mut Vec<u8>, id: &Id) {
+    out.push(b'"');
+    match id {
+        Id::Uuid(_) => out.extend_from_slice(Text::id(id).as_bytes()),
+        Id::Text(text) => write_escaped(out, text),
+    }
+    out.push(b'"');
+}
+
+fn write_optional(out: &mut Vec<u8>, text: Option<&str>) {
+    match text {
+        Some(text) => {
+            out.push(b'"');
+            write_escaped(out, text);
+            out.push(b'"');
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// The entries of Python's info dict: the caller's info with `host` set
+/// (in place when the caller gave one, last otherwise).
+fn write_info_entries(out: &mut Vec<u8>, info: Option<&Value>, host: &str) {
+    let mut first = true;
+    let mut entry = |out: &mut Vec<u8>, key: &str| {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        out.push(b'"');
+        write_escaped(out, key);
+        out.extend_from_slice(b"\":");
+    };
+    let mut host_written = false;
+    match info {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(map)) => {
+            for (key, value) in map {
+                entry(out, key);
+                if key == "host" {
+                    write_optional(out, Some(host));
+                    host_written = true;
+                } else {
+                    let _ = serde_json::to_writer(&mut *out, value);
+                }
+            }
+        }
+        Some(other) => {
+            entry(out, "value");
+            let _ = serde_json::to_writer(&mut *out, other);
+        }
+    }
+    if !host_written {
+        entry(out, "host");
+        write_optional(out, Some(host));
+    }
+}
+
+/// JSON string contents, escaped as `serde_json` escapes them.
+fn write_escaped(out: &mut Vec<u8>, text: &str) {
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if escape.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
+        } else {
+            out.extend_from_slice(escape);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+}
+
+/// Python adds `host` to the caller's info (replacing any `host` it had).
+pub(crate) fn info_with_host(info: Option<&Value>, host: &str) -> Map<String, Value> {
+    let mut map = match info {
+        Some(Value::Object(map)) => map.clone(),
+        Some(Value::Null) | None => Map::new(),
+        // Python would fail on a non-dict info; keep the value visible.
+        Some(other) => Map::from_iter([("value".to_string(), other.clone())]),
+    };
+    map.insert("host".into(), Value::from(host));
+    map
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::local::Name;
+
+    fn recorded(name: &str, info: Option<Value>, phase: Phase) -> Event {
+        Event::recorded(
+            RawEvent {
+                phase,
+                name: Name::from(name.to_string()),
+                base_id: Id::from_u128(1),
+                parent_id: Id::from_text("p\"\u{1}é"),
+                trace_id: Id::from_u128(u128::MAX - 7),
+                at: minstant::Instant::now(),
+                info: info.map(std::sync::Arc::new),
+                stopped: false,
+                stop_at: minstant::Instant::ZERO,
+                service: 0,
+            },
+            1_795_253_491_298_649,
+        )
+    }
+
+    #[test]
+    fn written_json_is_what_serde_writes_for_the_notification() {
+        let infos = [
+            None,
+            Some(Value::Null),
+            Some(serde_json::json!({"a": [1, "x\n"], "host": "mine", "z": {"k": null}})),
+            Some(serde_json::json!({"db": {"statement": "SELECT \"1\"\t"}})),
+            Some(serde_json::json!("not a dict")),
+        ];
+        for info in infos {
+            for phase in [Phase::Start, Phase::Stop] {
+                let event = recorded("n\\a\"me\u{7f}\u{1f}", info.clone(), phase);
+                let mut out = Vec::new();
+                event.write_json(&mut out, Some("pro\"ject"), None);
+                let expected =
+                    serde_json::to_string(&event.to_value(Some("pro\"ject"), None)).unwrap();
+                assert_eq!(String::from_utf8(out).unwrap(), expected);
+            }
+        }
+    }
+
+    #[test]
+    fn accessors_agree_with_the_notification() {
+        let event = recorded("db", Some(serde_json::json!({"etype": "E"})), Phase::Stop);
+        let n = event.to_notification();
+        assert_eq!(event.name(), n.name);
+        assert_eq!(event.name(), "db-stop");
+        assert_eq!(event.base_id(), "00000000-0000-0000-0000-000000000001");
+        assert_eq!(&*event.base_id(), n.base_id);
+        assert_eq!(&*event.trace_id(), n.trace_id);
+        assert_eq!(&*event.parent_id(), n.parent_id);
+        assert_eq!(event.timestamp(), "2026-11-21T09:31:31.298649");
+        assert_eq!(&*event.timestamp(), n.timestamp);
+        assert!(event.is_error());
+        assert!(n.is_error());
+        let ready = Event::from(n.clone());
+        assert_eq!(ready.to_notification(), n);
+        assert_eq!(ready.base_id(), &*n.base_id);
+        assert!(ready.is_error());
+    }
+
+    #[test]
+    fn timestamps_outside_four_digit_years_fall_back() {
+        for micros in [
+            0,
+            -1,
+            253_402_300_799_999_999,
+            253_402_300_800_000_000,
+            i64::MIN / 2,
+        ] {
+            assert_eq!(
+                &*Text::timestamp(micros),
+                format_timestamp(micros),
+                "{micros}"
+            );
+        }
+    }
+}
