@@ -14,7 +14,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,10 @@ use crate::notification::{Event, Notification};
 pub(crate) const DEFAULT_CAPACITY: usize = 100_000;
 /// Default for [`crate::notifier::Options::export_batch`].
 pub(crate) const DEFAULT_EXPORT_BATCH: usize = 1_000;
+/// How often a busy collector looks for new batches.
+const POLL_INTERVAL: Duration = Duration::from_millis(1);
+/// Empty polls (about 100 ms) before the collector blocks instead.
+const IDLE_POLLS: u32 = 100;
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -266,21 +270,38 @@ impl Collector {
     }
 
     fn run(mut self) {
+        let mut idle_polls = 0;
         loop {
-            let message = match self.retry_at {
-                Some(at) => match self
-                    .receiver
-                    .recv_timeout(at.saturating_duration_since(Instant::now()))
-                {
+            let message = if idle_polls < IDLE_POLLS {
+                // Busy: poll instead of blocking. A sender wakes a blocked
+                // receiver with a system call (microseconds on the traced
+                // thread); a polled one costs the sender a few atomics.
+                match self.receiver.try_recv() {
+                    Ok(m) => Some(m),
+                    Err(TryRecvError::Empty) => {
+                        std::thread::sleep(POLL_INTERVAL);
+                        self.receiver.try_recv().ok()
+                    }
+                    Err(TryRecvError::Disconnected) => return,
+                }
+            } else {
+                // Idle for a while: block until a message or the next retry.
+                let wait = match self.retry_at {
+                    Some(at) => self
+                        .receiver
+                        .recv_timeout(at.saturating_duration_since(Instant::now())),
+                    None => self
+                        .receiver
+                        .recv()
+                        .map_err(|_| RecvTimeoutError::Disconnected),
+                };
+                match wait {
                     Ok(m) => Some(m),
                     Err(RecvTimeoutError::Timeout) => None,
                     Err(RecvTimeoutError::Disconnected) => return,
-                },
-                None => match self.receiver.recv() {
-                    Ok(m) => Some(m),
-                    Err(_) => return,
-                },
+                }
             };
+            idle_polls = if message.is_some() { 0 } else { idle_polls + 1 };
             let waiting = self.flushes.len();
             if let Some(m) = message {
                 self.handle(m);

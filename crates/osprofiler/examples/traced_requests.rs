@@ -1,0 +1,56 @@
+//! Runs N requests through the tower layer with valid trace headers, for
+//! profilers (callgrind, perf):
+//! `cargo run --release --example traced_requests --features tower -- 100000`
+
+use std::convert::Infallible;
+
+use http::{Request, Response};
+use osprofiler::drivers::Driver;
+use osprofiler::notification::{Event, Notification};
+use osprofiler::web::{self, TraceLayer};
+use osprofiler::notifier;
+use tower::{service_fn, Layer, Service, ServiceExt};
+
+#[derive(Debug)]
+struct Discard;
+
+impl Driver for Discard {
+    fn name(&self) -> &'static str {
+        "discard"
+    }
+    fn notify(&self, _: &[Notification]) -> osprofiler::Result<()> {
+        Ok(())
+    }
+    fn notify_events(&self, _: &[Event]) -> osprofiler::Result<()> {
+        Ok(())
+    }
+}
+
+async fn hello(_: Request<()>) -> Result<Response<&'static str>, Infallible> {
+    Ok(Response::new("hello"))
+}
+
+fn main() {
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(100_000);
+    notifier::set(Discard);
+    let base = "5e5b5a5a-0000-4000-8000-000000000001";
+    let (info, hmac) = web::trace_headers(base, base, "SECRET_KEY").expect("headers");
+    let mut layered = TraceLayer::new("SECRET_KEY").layer(service_fn(hello));
+    for _ in 0..n {
+        let request = Request::builder()
+            .uri("/hello")
+            .header("X-Trace-Info", info.as_str())
+            .header("X-Trace-HMAC", hmac.as_str())
+            .body(())
+            .expect("request");
+        let response = futures_lite::future::block_on(async {
+            layered.ready().await.expect("ready").call(request).await
+        });
+        assert!(response.is_ok());
+    }
+    notifier::flush(std::time::Duration::from_secs(60)).expect("flush");
+    println!("{:?}", notifier::stats());
+}
