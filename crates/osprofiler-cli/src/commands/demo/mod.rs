@@ -54,6 +54,10 @@ pub(crate) struct Args {
     /// down); beyond it they are dropped and counted.
     #[arg(long, default_value_t = notifier::Options::default().capacity)]
     buffer_capacity: usize,
+
+    /// Most seconds to wait at exit for notifications to reach the store.
+    #[arg(long, default_value_t = 10)]
+    flush_timeout: u64,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
@@ -135,7 +139,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         result
     });
     // The services are gone: hand every notification to the store.
-    if let Err(e) = flush(Duration::from_secs(10)) {
+    if let Err(e) = flush(Duration::from_secs(args.flush_timeout)) {
         eprintln!("warning: {e}");
     }
     if args.serve {
