@@ -243,10 +243,29 @@ struct Entry<'a> {
     line: usize,
 }
 
+/// A broken line as a parse error shows it. The line may be a mistyped
+/// `hmac_keys` or connection string, and errors end up in logs: URL
+/// passwords are hidden, and a line that names a key, password or secret
+/// shows its first word only.
+fn shown_line(line: &str) -> String {
+    let lower = line.to_ascii_lowercase();
+    if ["key", "pass", "secret", "token"]
+        .iter()
+        .any(|word| lower.contains(word))
+    {
+        let line = line.trim_start();
+        let end = line
+            .find(|c: char| c == ':' || c == '=' || c.is_whitespace())
+            .unwrap_or(line.len());
+        return format!("{} ...", &line[..end]);
+    }
+    crate::drivers::redact_secrets(line)
+}
+
 /// oslo.config's `iniparser.BaseParser` with its `ConfigParser` rules.
 fn parse_ini<'a>(text: &'a str, origin: &str) -> Result<Vec<Entry<'a>>> {
     let error = |line: usize, what: &str, text: &str| {
-        Error::Config(format!("{origin}:{line}: {what}: {text:?}"))
+        Error::Config(format!("{origin}:{line}: {what}: {:?}", shown_line(text)))
     };
     let mut out: Vec<Entry<'a>> = Vec::new();
     let mut section: Option<String> = None;

@@ -95,21 +95,7 @@ impl Formatter for PythonFormatter {
         writer: &mut W,
         fragment: &str,
     ) -> io::Result<()> {
-        // Python escapes everything outside ' '..='~'; serde_json already
-        // escaped the control characters, quotes and backslashes.
-        let mut start = 0;
-        for (i, c) in fragment.char_indices() {
-            if (c as u32) < 0x7f {
-                continue;
-            }
-            writer.write_all(&fragment.as_bytes()[start..i])?;
-            let mut units = [0u16; 2];
-            for unit in c.encode_utf16(&mut units) {
-                write!(writer, "\\u{unit:04x}")?;
-            }
-            start = i + c.len_utf8();
-        }
-        writer.write_all(&fragment.as_bytes()[start..])
+        write_ascii_fragment(writer, fragment)
     }
 
     fn write_char_escape<W: ?Sized + io::Write>(
@@ -117,18 +103,462 @@ impl Formatter for PythonFormatter {
         writer: &mut W,
         escape: CharEscape,
     ) -> io::Result<()> {
-        let text: &[u8] = match escape {
-            CharEscape::Quote => b"\\\"",
-            CharEscape::ReverseSolidus => b"\\\\",
-            CharEscape::Solidus => b"\\/",
-            CharEscape::Backspace => b"\\b",
-            CharEscape::FormFeed => b"\\f",
-            CharEscape::LineFeed => b"\\n",
-            CharEscape::CarriageReturn => b"\\r",
-            CharEscape::Tab => b"\\t",
-            CharEscape::AsciiControl(byte) => return write!(writer, "\\u{byte:04x}"),
+        write_python_escape(writer, escape)
+    }
+
+    fn write_f64<W: ?Sized + io::Write>(&mut self, writer: &mut W, value: f64) -> io::Result<()> {
+        writer.write_all(float_repr(value).as_bytes())
+    }
+
+    fn write_f32<W: ?Sized + io::Write>(&mut self, writer: &mut W, value: f32) -> io::Result<()> {
+        self.write_f64(writer, f64::from(value))
+    }
+}
+
+/// Python escapes everything outside `' '..='~'`; serde_json has already
+/// escaped the control characters, quotes and backslashes.
+fn write_ascii_fragment<W: ?Sized + io::Write>(writer: &mut W, fragment: &str) -> io::Result<()> {
+    let bytes = fragment.as_bytes();
+    // Fast path: most report text is plain ASCII.
+    if bytes.iter().all(|&b| b < 0x7f) {
+        return writer.write_all(bytes);
+    }
+    let mut start = 0;
+    for (i, c) in fragment.char_indices() {
+        if (c as u32) < 0x7f {
+            continue;
+        }
+        writer.write_all(&bytes[start..i])?;
+        let mut units = [0u16; 2];
+        for unit in c.encode_utf16(&mut units) {
+            write!(writer, "\\u{unit:04x}")?;
+        }
+        start = i + c.len_utf8();
+    }
+    writer.write_all(&bytes[start..])
+}
+
+fn write_python_escape<W: ?Sized + io::Write>(
+    writer: &mut W,
+    escape: CharEscape,
+) -> io::Result<()> {
+    let text: &[u8] = match escape {
+        CharEscape::Quote => b"\\\"",
+        CharEscape::ReverseSolidus => b"\\\\",
+        CharEscape::Solidus => b"\\/",
+        CharEscape::Backspace => b"\\b",
+        CharEscape::FormFeed => b"\\f",
+        CharEscape::LineFeed => b"\\n",
+        CharEscape::CarriageReturn => b"\\r",
+        CharEscape::Tab => b"\\t",
+        CharEscape::AsciiControl(byte) => return write!(writer, "\\u{byte:04x}"),
+    };
+    writer.write_all(text)
+}
+
+/// `json.dumps(value, indent=2, separators=(",", ": "))`, as Python's
+/// `osprofiler trace show --json` prints a report; streams into `writer`.
+pub(crate) fn to_writer_pretty<W, T>(writer: W, value: &T) -> io::Result<()>
+where
+    W: io::Write,
+    T: ?Sized + Serialize,
+{
+    let formatter = PrettyPythonFormatter {
+        level: 0,
+        has_value: false,
+    };
+    let mut ser = Serializer::with_formatter(writer, formatter);
+    value.serialize(&mut ser).map_err(io::Error::from)
+}
+
+/// [`to_writer_pretty`] of a value nested `level` deep in a document being
+/// written by hand (its closing bracket is indented for that level).
+pub(crate) fn to_writer_pretty_at<W, T>(writer: &mut W, value: &T, level: usize) -> io::Result<()>
+where
+    W: ?Sized + io::Write,
+    T: ?Sized + Serialize,
+{
+    let formatter = PrettyPythonFormatter {
+        level,
+        has_value: false,
+    };
+    let mut ser = Serializer::with_formatter(writer, formatter);
+    value.serialize(&mut ser).map_err(io::Error::from)
+}
+
+/// A line break and the indentation of `level` (`indent=2`).
+pub(crate) fn write_newline<W: ?Sized + io::Write>(writer: &mut W, level: usize) -> io::Result<()> {
+    const SPACES: &[u8; 65] = b"\n                                                                ";
+    let mut left = level * 2;
+    let first = left.min(SPACES.len() - 1);
+    writer.write_all(&SPACES[..first + 1])?;
+    left -= first;
+    while left > 0 {
+        let n = left.min(SPACES.len() - 1);
+        writer.write_all(&SPACES[1..n + 1])?;
+        left -= n;
+    }
+    Ok(())
+}
+
+/// Bytes Python's `json.dumps` writes unchanged inside a string.
+fn is_plain(b: u8) -> bool {
+    (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\'
+}
+
+/// One character as Python escapes it inside a JSON string.
+fn write_python_char<W: ?Sized + io::Write>(writer: &mut W, c: char) -> io::Result<()> {
+    match c {
+        '"' => writer.write_all(b"\\\""),
+        '\\' => writer.write_all(b"\\\\"),
+        '\n' => writer.write_all(b"\\n"),
+        '\r' => writer.write_all(b"\\r"),
+        '\t' => writer.write_all(b"\\t"),
+        '\u{8}' => writer.write_all(b"\\b"),
+        '\u{c}' => writer.write_all(b"\\f"),
+        c if (' '..='~').contains(&c) => writer.write_all(&[c as u8]),
+        c => {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                write_unit(writer, *unit)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `\uXXXX` in lowercase hex.
+fn write_unit<W: ?Sized + io::Write>(writer: &mut W, unit: u16) -> io::Result<()> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digit = |shift: u16| HEX[usize::from((unit >> shift) & 0xf)];
+    writer.write_all(&[b'\\', b'u', digit(12), digit(8), digit(4), digit(0)])
+}
+
+/// `json.dumps(text)` of a Rust string.
+pub(crate) fn write_python_str<W: ?Sized + io::Write>(
+    writer: &mut W,
+    text: &str,
+) -> io::Result<()> {
+    writer.write_all(b"\"")?;
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let run = bytes[i..].iter().take_while(|&&b| is_plain(b)).count();
+        writer.write_all(&bytes[i..i + run])?;
+        i += run;
+        // Runs end before an ASCII byte or a UTF-8 lead byte: a boundary.
+        if let Some(c) = text.get(i..).and_then(|rest| rest.chars().next()) {
+            write_python_char(writer, c)?;
+            i += c.len_utf8();
+        } else {
+            break;
+        }
+    }
+    writer.write_all(b"\"")
+}
+
+/// Writes JSON `text` as `json.dumps(json.loads(text), indent=2,
+/// separators=(",", ": "))` would, for a value nested `level` deep.
+/// Meant for text serde_json has accepted (so nesting is bounded and
+/// surrogates paired); on anything else it stops early, never panics and
+/// never loops. Numbers are Python's: integers keep all their digits
+/// (`-0` is `0`), floats are parsed and written as `repr`.
+pub(crate) fn transcode_pretty<W: ?Sized + io::Write>(
+    writer: &mut W,
+    text: &str,
+    level: usize,
+) -> io::Result<()> {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    let skip_ws = |i: &mut usize| {
+        while *i < bytes.len() && matches!(bytes[*i], b' ' | b'\t' | b'\n' | b'\r') {
+            *i += 1;
+        }
+    };
+    // Open containers: (is an object, level of its members).
+    let mut stack: Vec<(bool, usize)> = Vec::new();
+    let mut level = level;
+    loop {
+        // A value at `i`.
+        skip_ws(&mut i);
+        let Some(&b) = bytes.get(i) else {
+            return Ok(());
         };
-        writer.write_all(text)
+        match b {
+            b'{' | b'[' => {
+                i += 1;
+                skip_ws(&mut i);
+                let close = if b == b'{' { b'}' } else { b']' };
+                if bytes.get(i) == Some(&close) {
+                    i += 1;
+                    writer.write_all(if b == b'{' { b"{}" } else { b"[]" })?;
+                } else {
+                    writer.write_all(&[b])?;
+                    level += 1;
+                    stack.push((b == b'{', level));
+                    write_newline(writer, level)?;
+                    if b == b'{' && !transcode_key(writer, text, &mut i)? {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            }
+            b'"' => transcode_string(writer, text, &mut i)?,
+            b't' | b'n' => {
+                writer.write_all(bytes.get(i..i + 4).unwrap_or_default())?;
+                i += 4;
+            }
+            b'f' => {
+                writer.write_all(bytes.get(i..i + 5).unwrap_or_default())?;
+                i += 5;
+            }
+            _ => {
+                let len = bytes[i..]
+                    .iter()
+                    .take_while(|b| matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                    .count();
+                if len == 0 {
+                    return Ok(());
+                }
+                let number = &text[i..i + len];
+                i += len;
+                if number.contains(['.', 'e', 'E']) {
+                    let value = number.parse::<f64>().unwrap_or(f64::NAN);
+                    writer.write_all(float_repr(value).as_bytes())?;
+                } else if number == "-0" {
+                    writer.write_all(b"0")?;
+                } else {
+                    writer.write_all(number.as_bytes())?;
+                }
+            }
+        }
+        // After a value: separators and closing brackets.
+        loop {
+            let Some(&(is_object, member_level)) = stack.last() else {
+                return Ok(());
+            };
+            skip_ws(&mut i);
+            match bytes.get(i) {
+                Some(b',') => {
+                    i += 1;
+                    writer.write_all(b",")?;
+                    write_newline(writer, member_level)?;
+                    if is_object && !transcode_key(writer, text, &mut i)? {
+                        return Ok(());
+                    }
+                    break;
+                }
+                Some(b'}') | Some(b']') => {
+                    i += 1;
+                    stack.pop();
+                    level = member_level - 1;
+                    write_newline(writer, level)?;
+                    writer.write_all(if is_object { b"}" } else { b"]" })?;
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+}
+
+/// An object key and its `: `; false if the text has no key here.
+fn transcode_key<W: ?Sized + io::Write>(
+    writer: &mut W,
+    text: &str,
+    i: &mut usize,
+) -> io::Result<bool> {
+    let bytes = text.as_bytes();
+    while *i < bytes.len() && matches!(bytes[*i], b' ' | b'\t' | b'\n' | b'\r') {
+        *i += 1;
+    }
+    if bytes.get(*i) != Some(&b'"') {
+        return Ok(false);
+    }
+    transcode_string(writer, text, i)?;
+    while *i < bytes.len() && matches!(bytes[*i], b' ' | b'\t' | b'\n' | b'\r' | b':') {
+        *i += 1;
+    }
+    writer.write_all(b": ")?;
+    Ok(true)
+}
+
+/// The JSON string at `*i` (on its opening quote), re-escaped as Python.
+fn transcode_string<W: ?Sized + io::Write>(
+    writer: &mut W,
+    text: &str,
+    i: &mut usize,
+) -> io::Result<()> {
+    let bytes = text.as_bytes();
+    let mut pos = *i + 1;
+    writer.write_all(b"\"")?;
+    while pos < bytes.len() {
+        let run = bytes[pos..].iter().take_while(|&&b| is_plain(b)).count();
+        writer.write_all(&bytes[pos..pos + run])?;
+        pos += run;
+        match bytes.get(pos) {
+            None => break,
+            Some(b'"') => {
+                pos += 1;
+                break;
+            }
+            Some(b'\\') => {
+                let escape = bytes.get(pos + 1).copied().unwrap_or(b'\\');
+                pos += 2;
+                let c = match escape {
+                    b'n' => '\n',
+                    b'r' => '\r',
+                    b't' => '\t',
+                    b'b' => '\u{8}',
+                    b'f' => '\u{c}',
+                    b'u' => {
+                        let unit = hex4(text, pos).unwrap_or(0xfffd);
+                        pos += 4;
+                        if (0xD800..0xDC00).contains(&unit)
+                            && bytes.get(pos..pos + 2) == Some(b"\\u")
+                        {
+                            if let Some(low @ 0xDC00..=0xDFFF) = hex4(text, pos + 2) {
+                                pos += 6;
+                                // A pair: Python writes both units again.
+                                write_unit(writer, unit)?;
+                                write_unit(writer, low)?;
+                                continue;
+                            }
+                        }
+                        match char::from_u32(u32::from(unit)) {
+                            Some(c) => c,
+                            // A lone surrogate: Python keeps it as is.
+                            None => {
+                                write_unit(writer, unit)?;
+                                continue;
+                            }
+                        }
+                    }
+                    other => char::from(other),
+                };
+                write_python_char(writer, c)?;
+            }
+            Some(_) => match text.get(pos..).and_then(|rest| rest.chars().next()) {
+                Some(c) => {
+                    write_python_char(writer, c)?;
+                    pos += c.len_utf8();
+                }
+                None => break,
+            },
+        }
+    }
+    *i = pos.min(bytes.len());
+    writer.write_all(b"\"")
+}
+
+fn hex4(text: &str, at: usize) -> Option<u16> {
+    let digits = text.get(at..at + 4)?;
+    if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u16::from_str_radix(digits, 16).ok()
+}
+
+/// Python's layout with `indent=2`: one member per line, `,` at line ends,
+/// `{}`/`[]` for empty containers; strings and floats as [`PythonFormatter`].
+#[derive(Debug)]
+struct PrettyPythonFormatter {
+    level: usize,
+    has_value: bool,
+}
+
+impl PrettyPythonFormatter {
+    /// Line break (after a `,` unless first) and the current indentation.
+    fn newline<W: ?Sized + io::Write>(&self, writer: &mut W, first: bool) -> io::Result<()> {
+        const SPACES: &[u8] = &[b' '; 64];
+        writer.write_all(if first { b"\n" } else { b",\n" })?;
+        let mut left = self.level * 2;
+        while left > 0 {
+            let n = left.min(SPACES.len());
+            writer.write_all(&SPACES[..n])?;
+            left -= n;
+        }
+        Ok(())
+    }
+
+    fn open<W: ?Sized + io::Write>(&mut self, writer: &mut W, bracket: &[u8]) -> io::Result<()> {
+        self.level += 1;
+        self.has_value = false;
+        writer.write_all(bracket)
+    }
+
+    fn close<W: ?Sized + io::Write>(&mut self, writer: &mut W, bracket: &[u8]) -> io::Result<()> {
+        self.level = self.level.saturating_sub(1);
+        if self.has_value {
+            // The closing bracket goes on its own line at the outer level.
+            self.newline(writer, true)?;
+        }
+        // A closed container is a value of its parent.
+        self.has_value = true;
+        writer.write_all(bracket)
+    }
+}
+
+impl Formatter for PrettyPythonFormatter {
+    fn begin_array<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.open(writer, b"[")
+    }
+
+    fn end_array<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.close(writer, b"]")
+    }
+
+    fn begin_array_value<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
+        self.newline(writer, first)
+    }
+
+    fn end_array_value<W: ?Sized + io::Write>(&mut self, _writer: &mut W) -> io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
+
+    fn begin_object<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.open(writer, b"{")
+    }
+
+    fn end_object<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.close(writer, b"}")
+    }
+
+    fn begin_object_key<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
+        self.newline(writer, first)
+    }
+
+    fn begin_object_value<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        writer.write_all(b": ")
+    }
+
+    fn end_object_value<W: ?Sized + io::Write>(&mut self, _writer: &mut W) -> io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
+
+    fn write_string_fragment<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        write_ascii_fragment(writer, fragment)
+    }
+
+    fn write_char_escape<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        escape: CharEscape,
+    ) -> io::Result<()> {
+        write_python_escape(writer, escape)
     }
 
     fn write_f64<W: ?Sized + io::Write>(&mut self, writer: &mut W, value: f64) -> io::Result<()> {
@@ -221,6 +651,18 @@ mod tests {
         assert_eq!(quote("a\"b"), r#""a\"b""#);
         assert_eq!(to_string(&json!({})), "{}");
         assert_eq!(to_string(&json!("\u{1}")), r#""\u0001""#);
+    }
+
+    #[test]
+    fn pretty_layout_matches_python_indent_2() {
+        let v = json!({"a": [1, {"b": "\u{e9}", "c": 0.5}], "e": {}, "f": [], "g": null});
+        let mut out = Vec::new();
+        to_writer_pretty(&mut out, &v).unwrap();
+        // json.dumps(v, indent=2, separators=(",", ": "))
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\n  \"a\": [\n    1,\n    {\n      \"b\": \"\\u00e9\",\n      \"c\": 0.5\n    }\n  ],\n  \"e\": {},\n  \"f\": [],\n  \"g\": null\n}"
+        );
     }
 
     #[test]

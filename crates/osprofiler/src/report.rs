@@ -47,9 +47,13 @@
 //! recursively): for very deep traces prefer `serde_json::to_writer(w,
 //! &report)` over [`Report::to_value`].
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::io;
 
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
@@ -65,6 +69,35 @@ pub fn build<I: IntoIterator<Item = Value>>(events: I) -> Report {
         builder.push(event);
     }
     builder.finish()
+}
+
+/// Builds the report of one trace from the JSON texts of its stored
+/// payloads (what a Redis list holds), in the order the store returned
+/// them. Anything that is not such a payload (invalid UTF-8 or JSON, wrong
+/// types, ...) is skipped and counted in [`Report::skipped`]; this never
+/// panics, whatever the bytes.
+///
+/// Faster than [`build`]: payloads are checked and their few needed fields
+/// read without building a JSON tree, and the text is kept and re-read
+/// only when the report is serialized.
+///
+/// Owned texts (`Vec<u8>`, `String`) are kept without a copy.
+pub fn build_from_json<I, B>(events: I) -> Report
+where
+    I: IntoIterator<Item = B>,
+    B: Into<Vec<u8>>,
+{
+    let mut builder = ReportBuilder::new();
+    for event in events {
+        builder.push_json_owned(event.into());
+    }
+    builder.finish()
+}
+
+/// Writes any JSON value the way [`Report::write_python_json`] writes a
+/// report (for a report saved as JSON and read back).
+pub fn write_python_json_value<W: io::Write>(value: &Value, writer: W) -> io::Result<()> {
+    crate::pyjson::to_writer_pretty(writer, value)
 }
 
 /// One notification, as Python's `_append_results` receives it. Drivers
@@ -96,7 +129,16 @@ pub struct Event {
 #[derive(Default)]
 pub struct ReportBuilder {
     nodes: Vec<Node>,
-    index: HashMap<String, u32>,
+    index: HashMap<Box<str>, u32>,
+    /// `project`, `service`, `host` and `exception` values, shared: most
+    /// nodes of a trace repeat the same few.
+    values: Values,
+    /// Operation names (`name` up to the first `-`), first-seen order.
+    ops: Vec<Box<str>>,
+    op_index: HashMap<Box<str>, usize>,
+    /// Payload names of nodes with many of them, so that the duplicate
+    /// check stays O(1) for hostile input.
+    many_names: HashMap<u32, HashSet<Box<str>>>,
     started_at: Option<i64>,
     finished_at: Option<i64>,
     last_started_at: Option<i64>,
@@ -112,12 +154,94 @@ impl fmt::Debug for ReportBuilder {
     }
 }
 
+/// Interned JSON values; strings and `null` are shared.
+#[derive(Default)]
+struct Values {
+    list: Vec<Value>,
+    strings: HashMap<Box<str>, usize>,
+    null: Option<usize>,
+    recent: [usize; 4],
+}
+
+impl Values {
+    fn intern(&mut self, value: Option<FieldRef<'_>>) -> usize {
+        match value {
+            None | Some(FieldRef::Value(Value::Null)) => match self.null {
+                Some(i) => i,
+                None => {
+                    let i = self.add(Value::Null);
+                    self.null = Some(i);
+                    i
+                }
+            },
+            Some(FieldRef::Str(s)) => self.intern_str(s),
+            Some(FieldRef::Value(Value::String(s))) => self.intern_str(s),
+            Some(FieldRef::Value(other)) => self.add(other.clone()),
+        }
+    }
+
+    fn intern_str(&mut self, s: &str) -> usize {
+        // Nodes mostly repeat the last few strings: skip the hashing.
+        for &i in &self.recent {
+            if matches!(self.list.get(i), Some(Value::String(r)) if r == s) {
+                return i;
+            }
+        }
+        let i = match self.strings.get(s) {
+            Some(&i) => i,
+            None => {
+                let i = self.add(Value::from(s));
+                self.strings.insert(s.into(), i);
+                i
+            }
+        };
+        self.recent.rotate_right(1);
+        self.recent[0] = i;
+        i
+    }
+
+    fn add(&mut self, value: Value) -> usize {
+        self.list.push(value);
+        self.list.len() - 1
+    }
+}
+
+/// Where a node's `info` keys go, in Python's insertion order (a dict keeps
+/// the position of a key's first assignment).
+enum Entry {
+    /// `meta.raw_payload.<name>`.
+    Payload(Box<str>, Payload),
+    Started,
+    Finished,
+    Exception,
+}
+
+/// One stored notification, kept as parsed or as its JSON text.
+enum Payload {
+    Value(Box<Value>),
+    /// Valid JSON without duplicate keys, re-read when serialized.
+    Json(Box<str>),
+}
+
+impl Serialize for Payload {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Payload::Value(value) => value.serialize(serializer),
+            Payload::Json(text) => JsonText::new(text).value(serializer),
+        }
+    }
+}
+
 struct Node {
-    trace_id: String,
-    parent_id: String,
-    /// `name` up to the first `-`, the key of `stats`.
-    op: String,
-    info: Map<String, Value>,
+    trace_id: Box<str>,
+    parent_id: Box<str>,
+    op: usize,
+    project: usize,
+    service: usize,
+    host: usize,
+    /// Value index of the last stop's exception.
+    exception: usize,
+    entries: Vec<Entry>,
     /// Microseconds since the epoch until `finish`, then ms since the
     /// trace's start.
     started: Option<i64>,
@@ -126,13 +250,48 @@ struct Node {
 
 const NO_PARENT: u32 = u32::MAX;
 
-/// What the first event of an element contributes to its node.
-struct NewNode<'a> {
-    parent_id: String,
+/// Nodes with more payloads than this get a set of their names.
+const LINEAR_NAMES: usize = 16;
+
+/// What the builder reads from one event, borrowed from wherever it is.
+struct EventRef<'a> {
+    trace_id: &'a str,
+    parent_id: &'a str,
     name: &'a str,
-    project: Value,
-    service: Value,
-    host: Value,
+    project: Option<FieldRef<'a>>,
+    service: Option<FieldRef<'a>>,
+    host: Option<FieldRef<'a>>,
+}
+
+/// A JSON value read from an event: most are strings, which stay borrowed
+/// from the text until interned.
+enum Field<'a> {
+    Str(Cow<'a, str>),
+    Value(Value),
+}
+
+#[derive(Clone, Copy)]
+enum FieldRef<'a> {
+    Str(&'a str),
+    Value(&'a Value),
+}
+
+impl Field<'_> {
+    fn as_ref(&self) -> FieldRef<'_> {
+        match self {
+            Field::Str(s) => FieldRef::Str(s),
+            Field::Value(v) => FieldRef::Value(v),
+        }
+    }
+}
+
+impl<'a> From<&'a Value> for FieldRef<'a> {
+    fn from(value: &'a Value) -> Self {
+        match value {
+            Value::String(s) => FieldRef::Str(s),
+            other => FieldRef::Value(other),
+        }
+    }
 }
 
 impl ReportBuilder {
@@ -162,27 +321,86 @@ impl ReportBuilder {
             self.skipped += 1;
             return false;
         };
-        let meta_key = format!("meta.raw_payload.{name}");
-        let is_stop = name.ends_with("stop");
-        // Identity fields are copied only for the first event of a node.
-        let id = self.node_for(trace_id, &meta_key, || {
-            let field = |key: &str| obj.get(key).cloned().unwrap_or(Value::Null);
-            let host = obj.get("info").and_then(|i| i.get("host")).cloned();
-            NewNode {
-                parent_id: parent_id.to_owned(),
-                name,
-                project: field("project"),
-                service: field("service"),
-                host: host.unwrap_or(Value::Null),
-            }
-        });
-        match id {
-            Some(id) => {
-                self.record(id, meta_key, is_stop, ts, payload);
+        let info = obj.get("info");
+        let event = EventRef {
+            trace_id,
+            parent_id,
+            name,
+            project: obj.get("project").map(FieldRef::from),
+            service: obj.get("service").map(FieldRef::from),
+            host: info.and_then(|i| i.get("host")).map(FieldRef::from),
+        };
+        let Some(id) = self.node_for(&event) else {
+            return false;
+        };
+        let exception = match info {
+            Some(Value::Object(info)) => info.get("etype").map(FieldRef::from),
+            _ => None,
+        };
+        let exception = self.exception_of(name, exception);
+        let name: Box<str> = name.into();
+        self.record(id, name, ts, exception, Payload::Value(Box::new(payload)));
+        true
+    }
+
+    /// Adds one stored payload given as JSON text (see [`build_from_json`]).
+    /// Returns false when it was skipped.
+    pub fn push_json(&mut self, json: &[u8]) -> bool {
+        self.push_json_owned(json.to_vec())
+    }
+
+    /// [`push_json`](Self::push_json) of a text the builder may keep.
+    pub fn push_json_owned(&mut self, json: Vec<u8>) -> bool {
+        let Ok(text) = String::from_utf8(json) else {
+            self.skipped += 1;
+            return false;
+        };
+        match serde_json::from_str::<RawEvent<'_>>(&text) {
+            Ok(event) => {
+                // `event` borrows `text`; what the node keeps is copied out
+                // first, then the text itself moves into the payload.
+                let Some((id, name, ts, exception)) = self.raw_node(&event) else {
+                    return false;
+                };
+                drop(event);
+                self.record(id, name, ts, exception, Payload::Json(text.into()));
                 true
             }
-            None => false,
+            // Duplicate keys, mistyped fields and the like: read it the
+            // general way, which gives Python's answer (or skips it).
+            Err(_) => match serde_json::from_str::<Value>(&text) {
+                Ok(value) => self.push(value),
+                Err(_) => {
+                    self.skipped += 1;
+                    false
+                }
+            },
         }
+    }
+
+    /// The node of a parsed JSON text, and what `record` needs of it.
+    #[allow(clippy::type_complexity)]
+    fn raw_node(&mut self, event: &RawEvent<'_>) -> Option<(u32, Box<str>, i64, Option<usize>)> {
+        let Some(ts) = parse_timestamp(&event.timestamp) else {
+            self.skipped += 1;
+            return None;
+        };
+        let found = EventRef {
+            trace_id: &event.trace_id,
+            parent_id: &event.parent_id,
+            name: &event.name,
+            project: event.project.as_ref().map(Field::as_ref),
+            service: event.service.as_ref().map(Field::as_ref),
+            host: event.info.host.as_ref().map(Field::as_ref),
+        };
+        let id = self.node_for(&found)?;
+        let exception = if event.info.is_object {
+            event.info.etype.as_ref().map(Field::as_ref)
+        } else {
+            None
+        };
+        let exception = self.exception_of(&event.name, exception);
+        Some((id, (*event.name).into(), ts, exception))
     }
 
     /// Adds one notification (Python's `_append_results`). Returns false
@@ -192,45 +410,46 @@ impl ReportBuilder {
             self.skipped += 1;
             return false;
         };
-        let meta_key = format!("meta.raw_payload.{}", event.name);
-        let is_stop = event.name.ends_with("stop");
-        let Event {
-            trace_id,
-            parent_id,
-            name,
-            project,
-            service,
-            host,
-            raw_payload,
-            ..
-        } = event;
-        let id = self.node_for(&trace_id, &meta_key, || NewNode {
-            parent_id,
-            name: &name,
-            project,
-            service,
-            host,
-        });
-        match id {
-            Some(id) => {
-                self.record(id, meta_key, is_stop, ts, raw_payload);
-                true
-            }
-            None => false,
-        }
+        let found = EventRef {
+            trace_id: &event.trace_id,
+            parent_id: &event.parent_id,
+            name: &event.name,
+            project: Some(FieldRef::from(&event.project)),
+            service: Some(FieldRef::from(&event.service)),
+            host: Some(FieldRef::from(&event.host)),
+        };
+        let Some(id) = self.node_for(&found) else {
+            return false;
+        };
+        let exception = match event.raw_payload.get("info") {
+            Some(Value::Object(info)) => info.get("etype").map(FieldRef::from),
+            _ => None,
+        };
+        let exception = self.exception_of(&event.name, exception);
+        let name: Box<str> = event.name.into();
+        let payload = Payload::Value(Box::new(event.raw_payload));
+        self.record(id, name, ts, exception, payload);
+        true
     }
 
-    /// The node of `trace_id`, created from `new` if it is the first event
-    /// of that element. `None` (counted as skipped) for a duplicate event or
+    /// The `exception` a stop sets (`info.etype`, else `"None"`); `None`
+    /// for a start.
+    fn exception_of(&mut self, name: &str, etype: Option<FieldRef<'_>>) -> Option<usize> {
+        if !name.ends_with("stop") {
+            return None;
+        }
+        Some(match etype {
+            Some(value) => self.values.intern(Some(value)),
+            None => self.values.intern_str("None"),
+        })
+    }
+
+    /// The node of `event.trace_id`, created if it is the first event of
+    /// that element. `None` (counted as skipped) for a duplicate event or
     /// past `u32::MAX - 1` nodes.
-    fn node_for<'n>(
-        &mut self,
-        trace_id: &str,
-        meta_key: &str,
-        new: impl FnOnce() -> NewNode<'n>,
-    ) -> Option<u32> {
-        if let Some(&id) = self.index.get(trace_id) {
-            if self.nodes[id as usize].info.contains_key(meta_key) {
+    fn node_for(&mut self, event: &EventRef<'_>) -> Option<u32> {
+        if let Some(&id) = self.index.get(event.trace_id) {
+            if self.has_payload(id, event.name) {
                 self.skipped += 1;
                 return None;
             }
@@ -243,55 +462,87 @@ impl ReportBuilder {
                 return None;
             }
         };
-        let NewNode {
-            parent_id,
-            name,
+        let op_name = event.name.split('-').next().unwrap_or_default();
+        let op = match self.op_index.get(op_name) {
+            Some(&op) => op,
+            None => {
+                self.ops.push(op_name.into());
+                self.op_index.insert(op_name.into(), self.ops.len() - 1);
+                self.ops.len() - 1
+            }
+        };
+        let project = self.values.intern(event.project);
+        let service = self.values.intern(event.service);
+        let host = self.values.intern(event.host);
+        self.index.insert(event.trace_id.into(), id);
+        self.nodes.push(Node {
+            trace_id: event.trace_id.into(),
+            parent_id: event.parent_id.into(),
+            op,
             project,
             service,
             host,
-        } = new();
-        let op = name.split('-').next().unwrap_or_default().to_owned();
-        let mut info = Map::new();
-        info.insert("name".into(), Value::String(op.clone()));
-        info.insert("project".into(), project);
-        info.insert("service".into(), service);
-        info.insert("host".into(), host);
-        self.index.insert(trace_id.to_owned(), id);
-        self.nodes.push(Node {
-            trace_id: trace_id.to_owned(),
-            parent_id,
-            op,
-            info,
+            exception: 0,
+            entries: Vec::with_capacity(4),
             started: None,
             finished: None,
         });
         Some(id)
     }
 
+    fn has_payload(&self, id: u32, name: &str) -> bool {
+        if let Some(names) = self.many_names.get(&id) {
+            return names.contains(name);
+        }
+        self.nodes[id as usize]
+            .entries
+            .iter()
+            .any(|e| matches!(e, Entry::Payload(n, _) if **n == *name))
+    }
+
     /// The rest of `_append_results` once the node is known.
-    fn record(&mut self, id: u32, meta_key: String, is_stop: bool, ts: i64, raw_payload: Value) {
+    fn record(
+        &mut self,
+        id: u32,
+        name: Box<str>,
+        ts: i64,
+        exception: Option<usize>,
+        payload: Payload,
+    ) {
         let node = &mut self.nodes[id as usize];
-        let exception = if is_stop {
-            match raw_payload.get("info") {
-                Some(Value::Object(info)) => {
-                    info.get("etype").cloned().unwrap_or_else(|| "None".into())
+        if let Some(names) = self.many_names.get_mut(&id) {
+            names.insert(name.clone());
+        } else if node.entries.len() >= LINEAR_NAMES {
+            let mut names: HashSet<Box<str>> = node
+                .entries
+                .iter()
+                .filter_map(|e| match e {
+                    Entry::Payload(n, _) => Some(n.clone()),
+                    _ => None,
+                })
+                .collect();
+            names.insert(name.clone());
+            self.many_names.insert(id, names);
+        }
+        node.entries.push(Entry::Payload(name, payload));
+        match exception {
+            Some(exception) => {
+                // A key keeps its first position; the last stop wins.
+                if node.finished.is_none() {
+                    node.entries.push(Entry::Finished);
+                    node.entries.push(Entry::Exception);
                 }
-                _ => Value::from("None"),
+                node.exception = exception;
+                node.finished = Some(ts);
             }
-        } else {
-            Value::Null
-        };
-        node.info.insert(meta_key, raw_payload);
-        if is_stop {
-            // Placeholders keep Python's key order; values are set in finish.
-            node.info.insert("finished".into(), Value::Null);
-            node.info.insert("exception".into(), exception);
-            node.finished = Some(ts);
-        } else {
-            node.info.insert("started".into(), Value::Null);
-            node.started = Some(ts);
-            if !matches!(self.last_started_at, Some(last) if last >= ts) {
-                self.last_started_at = Some(ts);
+            None => {
+                if node.started.is_none() {
+                    node.entries.push(Entry::Started);
+                }
+                node.started = Some(ts);
+                if !matches!(self.last_started_at, Some(last) if last >= ts) {
+                    self.last_started_at = Some(ts);
+                }
             }
         }
         if !matches!(self.started_at, Some(first) if first <= ts) {
@@ -312,24 +563,26 @@ impl ReportBuilder {
         let ReportBuilder {
             mut nodes,
             index,
+            values,
+            ops,
             started_at,
             finished_at,
             last_started_at,
             skipped,
+            ..
         } = self;
         let origin = started_at.unwrap_or(0);
-        let mut stats: Vec<(String, i64, i64)> = Vec::new();
-        let mut stat_index: HashMap<String, usize> = HashMap::new();
+        let mut stats: Vec<(Box<str>, i64, i64)> = ops.into_iter().map(|op| (op, 0, 0)).collect();
         for node in &mut nodes {
             // A node has at least one of the two: it was created by an event.
             let (started, finished) = match (node.started, node.finished) {
                 (Some(s), Some(f)) => (s, f),
                 (Some(s), None) => {
-                    node.info.insert("finished".into(), Value::Null);
+                    node.entries.push(Entry::Finished);
                     (s, s)
                 }
                 (None, Some(f)) => {
-                    node.info.insert("started".into(), Value::Null);
+                    node.entries.push(Entry::Started);
                     (f, f)
                 }
                 (None, None) => (origin, origin),
@@ -337,19 +590,9 @@ impl ReportBuilder {
             let (started, finished) = (msec(started - origin), msec(finished - origin));
             node.started = Some(started);
             node.finished = Some(finished);
-            node.info.insert("started".into(), started.into());
-            node.info.insert("finished".into(), finished.into());
-            let duration = finished - started;
-            match stat_index.get(&node.op) {
-                Some(&i) => {
-                    stats[i].1 += 1;
-                    stats[i].2 += duration;
-                }
-                None => {
-                    stat_index.insert(node.op.clone(), stats.len());
-                    stats.push((node.op.clone(), 1, duration));
-                }
-            }
+            let stat = &mut stats[node.op];
+            stat.1 += 1;
+            stat.2 += finished - started;
         }
 
         let mut parents: Vec<u32> = nodes
@@ -385,7 +628,10 @@ impl ReportBuilder {
         }
         let started_of = |id: &u32| nodes[*id as usize].started.unwrap_or(0);
         for i in 0..n {
-            children[offsets[i] as usize..offsets[i + 1] as usize].sort_by_key(started_of);
+            let siblings = &mut children[offsets[i] as usize..offsets[i + 1] as usize];
+            if siblings.len() > 1 {
+                siblings.sort_by_key(started_of);
+            }
         }
         roots.sort_by_key(started_of);
 
@@ -398,14 +644,8 @@ impl ReportBuilder {
             _ => None,
         };
         Report {
-            nodes: nodes
-                .into_iter()
-                .map(|n| ReportNodeData {
-                    trace_id: n.trace_id,
-                    parent_id: n.parent_id,
-                    info: n.info,
-                })
-                .collect(),
+            nodes,
+            values: values.list,
             offsets,
             children,
             roots,
@@ -415,6 +655,475 @@ impl ReportBuilder {
             skipped,
             cycles_broken,
         }
+    }
+}
+
+/// The fields of a stored payload the report needs, read straight from its
+/// JSON text. Fails (and the caller falls back to a [`Value`]) on anything
+/// unusual: a missing or non-string id field, duplicate keys anywhere.
+struct RawEvent<'a> {
+    name: Cow<'a, str>,
+    trace_id: Cow<'a, str>,
+    parent_id: Cow<'a, str>,
+    timestamp: Cow<'a, str>,
+    project: Option<Field<'a>>,
+    service: Option<Field<'a>>,
+    info: RawInfo<'a>,
+}
+
+#[derive(Default)]
+struct RawInfo<'a> {
+    is_object: bool,
+    host: Option<Field<'a>>,
+    etype: Option<Field<'a>>,
+}
+
+impl<'de> Deserialize<'de> for Field<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldVisitor;
+        impl<'de> Visitor<'de> for FieldVisitor {
+            type Value = Field<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Field<'de>, E> {
+                Ok(Field::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Field<'de>, E> {
+                Ok(Field::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Field<'de>, E> {
+                Ok(Field::Value(v.into()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Field<'de>, E> {
+                Ok(Field::Value(v.into()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Field<'de>, E> {
+                Ok(Field::Value(v.into()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Field<'de>, E> {
+                Ok(Field::Value(v.into()))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Field<'de>, E> {
+                Ok(Field::Value(Value::Null))
+            }
+            // An object or array here is rare; read the whole event the
+            // general way then (it also handles duplicate keys inside).
+        }
+        deserializer.deserialize_any(FieldVisitor)
+    }
+}
+
+/// A map key, borrowed from the text when it has no escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// The keys of one object, to refuse duplicates (Python keeps the last
+/// value at the first position; the `Value` fallback does the same).
+#[derive(Default)]
+struct KeySet<'a> {
+    keys: Vec<Cow<'a, str>>,
+    set: Option<HashSet<Cow<'a, str>>>,
+}
+
+impl<'a> KeySet<'a> {
+    /// False if the key was already there.
+    fn insert(&mut self, key: Cow<'a, str>) -> bool {
+        if let Some(set) = &mut self.set {
+            return set.insert(key);
+        }
+        if self.keys.contains(&key) {
+            return false;
+        }
+        self.keys.push(key);
+        if self.keys.len() > LINEAR_NAMES {
+            self.set = Some(self.keys.drain(..).collect());
+        }
+        true
+    }
+}
+
+fn duplicate<E: de::Error>() -> E {
+    E::custom("duplicate key")
+}
+
+/// Any JSON value, checked (no duplicate keys) and thrown away.
+struct Checked;
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(CheckedVisitor)
+    }
+}
+
+struct CheckedVisitor;
+
+impl<'de> Visitor<'de> for CheckedVisitor {
+    type Value = Checked;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+        while seq.next_element::<Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+        let mut keys = KeySet::default();
+        while let Some(Key(key)) = map.next_key()? {
+            if !keys.insert(key) {
+                return Err(duplicate());
+            }
+            map.next_value::<Checked>()?;
+        }
+        Ok(Checked)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawInfo<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct InfoVisitor;
+        impl<'de> Visitor<'de> for InfoVisitor {
+            type Value = RawInfo<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<RawInfo<'de>, E> {
+                Ok(RawInfo::default())
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<RawInfo<'de>, E> {
+                Ok(RawInfo::default())
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<RawInfo<'de>, E> {
+                Ok(RawInfo::default())
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<RawInfo<'de>, E> {
+                Ok(RawInfo::default())
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<RawInfo<'de>, E> {
+                Ok(RawInfo::default())
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<RawInfo<'de>, E> {
+                Ok(RawInfo::default())
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<RawInfo<'de>, A::Error> {
+                CheckedVisitor.visit_seq(seq)?;
+                Ok(RawInfo::default())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawInfo<'de>, A::Error> {
+                let mut info = RawInfo {
+                    is_object: true,
+                    ..RawInfo::default()
+                };
+                let mut keys = KeySet::default();
+                while let Some(Key(key)) = map.next_key()? {
+                    match &*key {
+                        "host" => info.host = Some(map.next_value()?),
+                        "etype" => info.etype = Some(map.next_value()?),
+                        _ => {
+                            map.next_value::<Checked>()?;
+                        }
+                    }
+                    if !keys.insert(key) {
+                        return Err(duplicate());
+                    }
+                }
+                Ok(info)
+            }
+        }
+        deserializer.deserialize_any(InfoVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawEvent<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EventVisitor;
+        impl<'de> Visitor<'de> for EventVisitor {
+            type Value = RawEvent<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a notification object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawEvent<'de>, A::Error> {
+                let (mut name, mut trace_id, mut parent_id, mut timestamp) =
+                    (None, None, None, None);
+                let (mut project, mut service, mut info) = (None, None, None);
+                let mut keys = KeySet::default();
+                while let Some(Key(key)) = map.next_key()? {
+                    match &*key {
+                        "name" => name = Some(map.next_value::<Key<'de>>()?.0),
+                        "trace_id" => trace_id = Some(map.next_value::<Key<'de>>()?.0),
+                        "parent_id" => parent_id = Some(map.next_value::<Key<'de>>()?.0),
+                        "timestamp" => timestamp = Some(map.next_value::<Key<'de>>()?.0),
+                        "project" => project = Some(map.next_value()?),
+                        "service" => service = Some(map.next_value()?),
+                        "info" => info = Some(map.next_value()?),
+                        _ => {
+                            map.next_value::<Checked>()?;
+                        }
+                    }
+                    if !keys.insert(key) {
+                        return Err(duplicate());
+                    }
+                }
+                let missing = || de::Error::custom("missing field");
+                Ok(RawEvent {
+                    name: name.ok_or_else(missing)?,
+                    trace_id: trace_id.ok_or_else(missing)?,
+                    parent_id: parent_id.ok_or_else(missing)?,
+                    timestamp: timestamp.ok_or_else(missing)?,
+                    project,
+                    service,
+                    info: info.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_map(EventVisitor)
+    }
+}
+
+/// Serializes a JSON text that serde_json has already accepted, token by
+/// token, without building a tree. Nesting is bounded by serde_json's
+/// limit (128) on the way in. On text it did not accept it still
+/// terminates and never panics: every step consumes input or stops.
+struct JsonText<'a> {
+    text: &'a str,
+    pos: Cell<usize>,
+}
+
+/// The value at the cursor, as a `Serialize` for nested calls.
+struct At<'c, 'a>(&'c JsonText<'a>);
+
+impl Serialize for At<'_, '_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.value(serializer)
+    }
+}
+
+impl<'a> JsonText<'a> {
+    fn new(text: &'a str) -> JsonText<'a> {
+        JsonText {
+            text,
+            pos: Cell::new(0),
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        let bytes = self.text.as_bytes();
+        let mut pos = self.pos.get();
+        while let Some(&b) = bytes.get(pos) {
+            if !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+                self.pos.set(pos);
+                return Some(b);
+            }
+            pos += 1;
+        }
+        self.pos.set(pos);
+        None
+    }
+
+    fn bump(&self, n: usize) {
+        self.pos.set((self.pos.get() + n).min(self.text.len()));
+    }
+
+    fn value<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.peek() {
+            Some(b'{') => {
+                self.bump(1);
+                let mut map = serializer.serialize_map(None)?;
+                loop {
+                    match self.peek() {
+                        Some(b'"') => {
+                            let key = self.string();
+                            if self.peek() == Some(b':') {
+                                self.bump(1);
+                            }
+                            map.serialize_entry(&*key, &At(self))?;
+                        }
+                        Some(b',') => self.bump(1),
+                        Some(b'}') => {
+                            self.bump(1);
+                            break;
+                        }
+                        _ => break,
+                    }
+                }
+                map.end()
+            }
+            Some(b'[') => {
+                self.bump(1);
+                let mut seq = serializer.serialize_seq(None)?;
+                loop {
+                    match self.peek() {
+                        Some(b',') => self.bump(1),
+                        Some(b']') => {
+                            self.bump(1);
+                            break;
+                        }
+                        None => break,
+                        Some(_) => {
+                            let before = self.pos.get();
+                            seq.serialize_element(&At(self))?;
+                            if self.pos.get() == before {
+                                break;
+                            }
+                        }
+                    }
+                }
+                seq.end()
+            }
+            Some(b'"') => serializer.serialize_str(&self.string()),
+            Some(b't') => {
+                self.bump(4);
+                serializer.serialize_bool(true)
+            }
+            Some(b'f') => {
+                self.bump(5);
+                serializer.serialize_bool(false)
+            }
+            Some(b'n') => {
+                self.bump(4);
+                serializer.serialize_unit()
+            }
+            _ => self.number(serializer),
+        }
+    }
+
+    /// A number as serde_json's `Value` reads it: integers as i64/u64
+    /// when they fit, anything else as f64.
+    fn number<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let start = self.pos.get();
+        let len = self.text.as_bytes()[start..]
+            .iter()
+            .take_while(|b| matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+            .count();
+        self.bump(len);
+        let digits = &self.text[start..start + len];
+        if !digits.contains(['.', 'e', 'E']) {
+            if let Ok(n) = digits.parse::<i64>() {
+                return serializer.serialize_i64(n);
+            }
+            if let Ok(n) = digits.parse::<u64>() {
+                return serializer.serialize_u64(n);
+            }
+        }
+        match digits.parse::<f64>() {
+            Ok(f) => serializer.serialize_f64(f),
+            Err(_) => serializer.serialize_unit(),
+        }
+    }
+
+    /// The string at the cursor (which is on its opening quote), unescaped.
+    fn string(&self) -> Cow<'a, str> {
+        self.bump(1);
+        let text = self.text;
+        let bytes = text.as_bytes();
+        let start = self.pos.get();
+        let mut pos = start;
+        while pos < bytes.len() && bytes[pos] != b'"' && bytes[pos] != b'\\' {
+            pos += 1;
+        }
+        if pos >= bytes.len() || bytes[pos] == b'"' {
+            self.pos.set((pos + 1).min(bytes.len()));
+            return Cow::Borrowed(&text[start..pos]);
+        }
+        let mut out = String::from(&text[start..pos]);
+        while pos < bytes.len() {
+            match bytes[pos] {
+                b'"' => {
+                    pos += 1;
+                    break;
+                }
+                b'\\' => {
+                    let escape = bytes.get(pos + 1).copied().unwrap_or(b'\\');
+                    pos += 2;
+                    match escape {
+                        b'b' => out.push('\u{8}'),
+                        b'f' => out.push('\u{c}'),
+                        b'n' => out.push('\n'),
+                        b'r' => out.push('\r'),
+                        b't' => out.push('\t'),
+                        b'u' => {
+                            let unit = hex4(text, pos);
+                            pos += 4;
+                            let mut code = unit.map(u32::from);
+                            if let Some(high @ 0xD800..=0xDBFF) = unit {
+                                if bytes.get(pos..pos + 2) == Some(b"\\u") {
+                                    if let Some(low @ 0xDC00..=0xDFFF) = hex4(text, pos + 2) {
+                                        pos += 6;
+                                        code = Some(
+                                            0x10000
+                                                + ((u32::from(high) - 0xD800) << 10)
+                                                + (u32::from(low) - 0xDC00),
+                                        );
+                                    }
+                                }
+                            }
+                            out.push(code.and_then(char::from_u32).unwrap_or('\u{fffd}'));
+                        }
+                        other => out.push(char::from(other)),
+                    }
+                }
+                _ => {
+                    let run = bytes[pos..]
+                        .iter()
+                        .take_while(|&&b| b != b'"' && b != b'\\')
+                        .count();
+                    // Runs end at ASCII bytes, so they are char boundaries.
+                    out.push_str(text.get(pos..pos + run).unwrap_or_default());
+                    pos += run;
+                }
+            }
+        }
+        self.pos.set(pos.min(bytes.len()));
+        Cow::Owned(out)
+    }
+}
+
+fn hex4(text: &str, at: usize) -> Option<u16> {
+    u16::from_str_radix(text.get(at..at + 4)?, 16).ok()
+}
+
+/// `"started": 12` / `"finished": 12` (`null` cannot happen after
+/// `finish`, but is written as Python would).
+fn write_ms<W: ?Sized + io::Write>(w: &mut W, key: &str, ms: Option<i64>) -> io::Result<()> {
+    match ms {
+        Some(ms) => write!(w, "\"{key}\": {ms}"),
+        None => write!(w, "\"{key}\": null"),
     }
 }
 
@@ -470,22 +1179,17 @@ fn break_cycles(parents: &mut [u32]) -> usize {
     broken
 }
 
-struct ReportNodeData {
-    trace_id: String,
-    parent_id: String,
-    info: Map<String, Value>,
-}
-
 /// The call tree of one trace. Serializes to Python's report JSON.
 pub struct Report {
-    nodes: Vec<ReportNodeData>,
+    nodes: Vec<Node>,
+    values: Vec<Value>,
     /// Children of node `i` are `children[offsets[i]..offsets[i + 1]]`.
     offsets: Vec<u32>,
     children: Vec<u32>,
     roots: Vec<u32>,
     total_finished: Option<i64>,
     last_trace_started: Option<i64>,
-    stats: Vec<(String, i64, i64)>,
+    stats: Vec<(Box<str>, i64, i64)>,
     skipped: usize,
     cycles_broken: usize,
 }
@@ -507,6 +1211,156 @@ impl Report {
     /// trees).
     pub fn to_value(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+
+    /// Writes the report exactly as Python's `osprofiler trace show --json`
+    /// prints it (`json.dumps(report, indent=2, separators=(",", ": "))`:
+    /// ASCII only, floats in `repr` form), without the final newline.
+    ///
+    /// Streams straight into `writer` (buffer it), walking the tree without
+    /// recursion (any depth), and re-reads payloads kept as JSON text
+    /// without building them.
+    pub fn write_python_json<W: io::Write>(&self, mut writer: W) -> io::Result<()> {
+        use crate::pyjson::{to_writer_pretty_at, write_newline, write_python_str};
+        /// An open `children` array: ids left, its level, whether the next
+        /// element is its first.
+        struct Frame<'r> {
+            ids: &'r [u32],
+            level: usize,
+            first: bool,
+        }
+        let w = &mut writer;
+        w.write_all(b"{")?;
+        write_newline(w, 1)?;
+        w.write_all(b"\"info\": ")?;
+        let total = TotalInfo {
+            finished: self.total_finished,
+            last_trace_started: self.last_trace_started,
+        };
+        to_writer_pretty_at(w, &total, 1)?;
+        w.write_all(b",")?;
+        write_newline(w, 1)?;
+        w.write_all(b"\"children\": ")?;
+        let mut stack: Vec<Frame<'_>> = Vec::new();
+        if self.roots.is_empty() {
+            w.write_all(b"[]")?;
+        } else {
+            w.write_all(b"[")?;
+            stack.push(Frame {
+                ids: &self.roots,
+                level: 1,
+                first: true,
+            });
+        }
+        while let Some(frame) = stack.last_mut() {
+            let level = frame.level;
+            let Some((&id, rest)) = frame.ids.split_first() else {
+                stack.pop();
+                write_newline(w, level)?;
+                w.write_all(b"]")?;
+                if !stack.is_empty() {
+                    // These were a node's children: close that node.
+                    write_newline(w, level - 1)?;
+                    w.write_all(b"}")?;
+                }
+                continue;
+            };
+            frame.ids = rest;
+            if !std::mem::replace(&mut frame.first, false) {
+                w.write_all(b",")?;
+            }
+            let node = ReportNode { report: self, id };
+            let (outer, inner) = (level + 1, level + 2);
+            write_newline(w, outer)?;
+            w.write_all(b"{")?;
+            write_newline(w, inner)?;
+            w.write_all(b"\"info\": ")?;
+            self.write_info(w, node, inner)?;
+            w.write_all(b",")?;
+            write_newline(w, inner)?;
+            w.write_all(b"\"trace_id\": ")?;
+            write_python_str(w, node.trace_id())?;
+            w.write_all(b",")?;
+            write_newline(w, inner)?;
+            w.write_all(b"\"parent_id\": ")?;
+            write_python_str(w, node.parent_id())?;
+            w.write_all(b",")?;
+            write_newline(w, inner)?;
+            w.write_all(b"\"children\": ")?;
+            let children = self.children_of(id);
+            if children.is_empty() {
+                w.write_all(b"[]")?;
+                write_newline(w, outer)?;
+                w.write_all(b"}")?;
+            } else {
+                w.write_all(b"[")?;
+                stack.push(Frame {
+                    ids: children,
+                    level: inner,
+                    first: true,
+                });
+            }
+        }
+        w.write_all(b",")?;
+        write_newline(w, 1)?;
+        w.write_all(b"\"stats\": ")?;
+        to_writer_pretty_at(w, &Stats(&self.stats), 1)?;
+        write_newline(w, 0)?;
+        w.write_all(b"}")
+    }
+
+    /// A node's `info` object at `level`, as `write_python_json` lays it.
+    fn write_info<W: ?Sized + io::Write>(
+        &self,
+        w: &mut W,
+        node: ReportNode<'_>,
+        level: usize,
+    ) -> io::Result<()> {
+        use crate::pyjson::{
+            to_writer_pretty_at, transcode_pretty, write_newline, write_python_str,
+        };
+        let data = node.data();
+        let inner = level + 1;
+        let value = |i: usize| self.values.get(i).unwrap_or(&Value::Null);
+        let entry = |w: &mut W, key: &str, v: &Value| -> io::Result<()> {
+            w.write_all(b",")?;
+            write_newline(w, inner)?;
+            write_python_str(w, key)?;
+            w.write_all(b": ")?;
+            to_writer_pretty_at(w, v, inner)
+        };
+        w.write_all(b"{")?;
+        write_newline(w, inner)?;
+        w.write_all(b"\"name\": ")?;
+        write_python_str(w, node.name())?;
+        entry(w, "project", value(data.project))?;
+        entry(w, "service", value(data.service))?;
+        entry(w, "host", value(data.host))?;
+        for item in &data.entries {
+            w.write_all(b",")?;
+            write_newline(w, inner)?;
+            match item {
+                Entry::Payload(name, payload) => {
+                    let mut key = String::with_capacity(17 + name.len());
+                    key.push_str("meta.raw_payload.");
+                    key.push_str(name);
+                    write_python_str(w, &key)?;
+                    w.write_all(b": ")?;
+                    match payload {
+                        Payload::Value(v) => to_writer_pretty_at(w, &**v, inner)?,
+                        Payload::Json(text) => transcode_pretty(w, text, inner)?,
+                    }
+                }
+                Entry::Started => write_ms(w, "started", data.started)?,
+                Entry::Finished => write_ms(w, "finished", data.finished)?,
+                Entry::Exception => {
+                    w.write_all(b"\"exception\": ")?;
+                    to_writer_pretty_at(w, value(data.exception), inner)?;
+                }
+            }
+        }
+        write_newline(w, level)?;
+        w.write_all(b"}")
     }
 
     /// Number of events that could not be used (malformed or duplicate).
@@ -544,7 +1398,7 @@ impl Report {
     pub fn stats(&self) -> impl Iterator<Item = (&str, i64, i64)> + '_ {
         self.stats
             .iter()
-            .map(|(name, count, duration)| (name.as_str(), *count, *duration))
+            .map(|(name, count, duration)| (&**name, *count, *duration))
     }
 
     /// Top-level nodes, sorted by start.
@@ -576,14 +1430,34 @@ impl fmt::Debug for ReportNode<'_> {
 }
 
 impl<'a> ReportNode<'a> {
-    fn data(&self) -> &'a ReportNodeData {
+    fn data(&self) -> &'a Node {
         &self.report.nodes[self.id as usize]
     }
 
     /// The node's `info` object (`name`, `project`, `service`, `host`,
-    /// `meta.raw_payload.*`, `started`, `finished`, `exception`).
-    pub fn info(&self) -> &'a Map<String, Value> {
-        &self.data().info
+    /// `meta.raw_payload.*`, `started`, `finished`, `exception`), built on
+    /// each call: prefer [`name`](Self::name), [`started`](Self::started)
+    /// and [`finished`](Self::finished) when they are enough.
+    pub fn info(&self) -> Map<String, Value> {
+        match serde_json::to_value(NodeInfo(*self)) {
+            Ok(Value::Object(map)) => map,
+            _ => Map::new(),
+        }
+    }
+
+    /// `info.name`: the notification name up to the first `-`.
+    pub fn name(&self) -> &'a str {
+        &self.report.stats[self.data().op].0
+    }
+
+    /// `info.started`: ms since the start of the trace.
+    pub fn started(&self) -> i64 {
+        self.data().started.unwrap_or(0)
+    }
+
+    /// `info.finished`: ms since the start of the trace.
+    pub fn finished(&self) -> i64 {
+        self.data().finished.unwrap_or(0)
     }
 
     /// The element's id.
@@ -645,7 +1519,7 @@ impl Serialize for TotalInfo {
     }
 }
 
-struct Stats<'a>(&'a [(String, i64, i64)]);
+struct Stats<'a>(&'a [(Box<str>, i64, i64)]);
 
 impl Serialize for Stats<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -660,7 +1534,41 @@ impl Serialize for Stats<'_> {
         }
         let mut map = serializer.serialize_map(Some(self.0.len()))?;
         for (name, count, duration) in self.0 {
-            map.serialize_entry(name, &Stat(*count, *duration))?;
+            map.serialize_entry(&**name, &Stat(*count, *duration))?;
+        }
+        map.end()
+    }
+}
+
+/// A node's `info` object, in Python's key order.
+struct NodeInfo<'a>(ReportNode<'a>);
+
+/// `meta.raw_payload.<name>`, written without building the string.
+struct MetaKey<'a>(&'a str);
+
+impl Serialize for MetaKey<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&format_args!("meta.raw_payload.{}", self.0))
+    }
+}
+
+impl Serialize for NodeInfo<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let report = self.0.report;
+        let node = self.0.data();
+        let value = |i: usize| report.values.get(i).unwrap_or(&Value::Null);
+        let mut map = serializer.serialize_map(Some(4 + node.entries.len()))?;
+        map.serialize_entry("name", self.0.name())?;
+        map.serialize_entry("project", value(node.project))?;
+        map.serialize_entry("service", value(node.service))?;
+        map.serialize_entry("host", value(node.host))?;
+        for entry in &node.entries {
+            match entry {
+                Entry::Payload(name, payload) => map.serialize_entry(&MetaKey(name), payload)?,
+                Entry::Started => map.serialize_entry("started", &node.started)?,
+                Entry::Finished => map.serialize_entry("finished", &node.finished)?,
+                Entry::Exception => map.serialize_entry("exception", value(node.exception))?,
+            }
         }
         map.end()
     }
@@ -694,9 +1602,9 @@ impl Serialize for ReportNode<'_> {
         stacker::maybe_grow(RED_ZONE, STACK_CHUNK, || {
             let data = self.data();
             let mut map = serializer.serialize_map(Some(4))?;
-            map.serialize_entry("info", &data.info)?;
-            map.serialize_entry("trace_id", &data.trace_id)?;
-            map.serialize_entry("parent_id", &data.parent_id)?;
+            map.serialize_entry("info", &NodeInfo(*self))?;
+            map.serialize_entry("trace_id", &*data.trace_id)?;
+            map.serialize_entry("parent_id", &*data.parent_id)?;
             map.serialize_entry(
                 "children",
                 &Siblings {
@@ -883,6 +1791,110 @@ mod tests {
         assert_eq!(order, ["e", "a", "c", "d"]);
     }
 
+    /// JSON texts through `build_from_json` give the report `build` gives
+    /// for the parsed values, whatever the escapes, numbers and nesting.
+    #[test]
+    fn json_texts_report_like_values() {
+        let texts = [
+            r#"{"name": "wsgi-start", "trace_id": "a", "parent_id": "b", "timestamp": "2024-01-01T00:00:00.000001", "info": {"host": "h\u00e9", "x": [1, -3, 2.50, 1e-7, 1E20, 18446744073709551615, -9223372036854775808, true, false, null, {}, []]}, "project": "p", "service": {"s": 1}}"#,
+            r#"{"name": "wsgi-stop", "trace_id": "a", "parent_id": "b", "timestamp": "2024-01-01T00:00:00.005", "info": {"etype": "Err\"or", "s": "\ud83d\ude00 \n\t\/\\ \u0001 é😀"}, "project": "p", "service": "s"}"#,
+            r#"  {"trace_id": "c", "parent_id": "a", "name": "db-stop", "timestamp": "2024-01-01T00:00:00.003000", "info": "text"}  "#,
+            // Duplicate keys, top level and nested: Python keeps the first
+            // position and the last value.
+            r#"{"name": "x", "name": "rpc-start", "trace_id": "d", "parent_id": "a", "timestamp": "2024-01-01T00:00:00.002000", "info": {"host": 1, "host": "h2"}}"#,
+            r#"{"name": "rpc-stop", "trace_id": "d", "parent_id": "a", "timestamp": "2024-01-01T00:00:00.004000", "info": {"k": {"a": 1, "a": 2}}}"#,
+            // Skipped: duplicate event, mistyped, corrupt, not an object;
+            // and invalid UTF-8 below.
+            r#"{"name": "rpc-stop", "trace_id": "d", "parent_id": "a", "timestamp": "2024-01-01T00:00:00.004000"}"#,
+            r#"{"name": "rpc-stop", "trace_id": 5, "parent_id": "a", "timestamp": "2024-01-01T00:00:00.004000"}"#,
+            r#"{"name": "rpc-stop", "trace_id": "#,
+            "[]",
+        ];
+        let mut bytes: Vec<Vec<u8>> = texts.iter().map(|t| t.as_bytes().to_vec()).collect();
+        bytes.push(b"{\"name\": \"\xff\"}".to_vec());
+        let values: Vec<Value> = texts
+            .iter()
+            .filter_map(|t| serde_json::from_str(t).ok())
+            .collect();
+        let from_values = build(values);
+        let from_text = build_from_json(bytes);
+        assert_eq!(from_values.skipped(), 3);
+        assert_eq!(from_text.skipped(), 5);
+        assert_eq!(from_text.len(), 3);
+        let (a, b) = (from_values.to_value(), from_text.to_value());
+        assert_eq!(a, b);
+        assert_eq!(
+            serde_json::to_string(&a).unwrap(),
+            serde_json::to_string(&b).unwrap()
+        );
+        let (mut pa, mut pb) = (Vec::new(), Vec::new());
+        from_values.write_python_json(&mut pa).unwrap();
+        from_text.write_python_json(&mut pb).unwrap();
+        let text = String::from_utf8(pb).unwrap();
+        assert_eq!(String::from_utf8(pa).unwrap(), text);
+        // The hand-written walk lays out what serde + the formatter do.
+        let mut via_serde = Vec::new();
+        crate::pyjson::to_writer_pretty(&mut via_serde, &from_values).unwrap();
+        assert_eq!(String::from_utf8(via_serde).unwrap(), text);
+        // Python's numbers: every digit of an integer, `-0` is `0`.
+        let big = br#"{"name": "a-start", "trace_id": "a", "parent_id": "b", "timestamp": "2024-01-01T00:00:00.000001", "n": [-0, 123456789012345678901234, -0.0]}"#;
+        let mut out = Vec::new();
+        build_from_json([&big[..]])
+            .write_python_json(&mut out)
+            .unwrap();
+        let out = String::from_utf8(out).unwrap();
+        let numbers: Vec<&str> = out
+            .lines()
+            .skip_while(|l| !l.contains("\"n\": ["))
+            .skip(1)
+            .take(3)
+            .map(str::trim)
+            .collect();
+        assert_eq!(
+            numbers,
+            ["0,", "123456789012345678901234,", "-0.0"],
+            "{out}"
+        );
+        let huge = br#"{"name": "a-start", "trace_id": "a", "parent_id": "b", "timestamp": "2024-01-01T00:00:00.000001", "n": 1E400}"#;
+        assert_eq!(
+            build_from_json([&huge[..]]).skipped(),
+            1,
+            "serde_json refuses 1E400"
+        );
+        assert!(text.is_ascii());
+        assert!(text.contains(r#""exception": "Err\"or""#), "{text}");
+        assert!(
+            text.contains(r#""\ud83d\ude00 \n\t/\\ \u0001 \u00e9\ud83d\ude00""#),
+            "{text}"
+        );
+        assert!(
+            text.contains("1e-07,\n") && text.contains("1e+20,\n"),
+            "{text}"
+        );
+        let d = &b["children"][0]["children"][0];
+        assert_eq!(d["info"]["host"], "h2");
+        assert_eq!(
+            d["info"]["meta.raw_payload.rpc-stop"]["info"]["k"],
+            json!({"a": 2})
+        );
+    }
+
+    #[test]
+    fn many_payload_names_on_one_node_stay_unique() {
+        let mut events: Vec<Value> = (0..100)
+            .map(|i| ev(&format!("n{i}-start"), "a", "b", &t(i)))
+            .collect();
+        events.push(ev("n50-start", "a", "b", &t(1)));
+        let r = build(events);
+        assert_eq!((r.len(), r.skipped()), (1, 1));
+        let node = r.roots().next().unwrap();
+        assert_eq!(node.info().len(), 4 + 100 + 2);
+        assert_eq!(
+            (node.name(), node.started(), node.finished()),
+            ("n0", 99, 99)
+        );
+    }
+
     /// `cargo test --release -p osprofiler --lib -- --ignored million`
     #[test]
     #[ignore = "large: run in release"]
@@ -946,6 +1958,53 @@ mod tests {
         assert_eq!(report.skipped(), 0);
     }
 
+    fn chain(depth: u32) -> Report {
+        build((0..depth).map(|i| {
+            let parent = if i == 0 {
+                "b".to_string()
+            } else {
+                format!("n{}", i - 1)
+            };
+            ev("f-start", &format!("n{i}"), &parent, &t(i % 60_000))
+        }))
+    }
+
+    /// Counts lines of output too big to keep (Python's indentation makes
+    /// a deep tree's text quadratic in its depth).
+    #[derive(Default)]
+    struct LineCounter {
+        lines: usize,
+        last: u8,
+    }
+
+    impl io::Write for LineCounter {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.lines += buf.iter().filter(|&&b| b == b'\n').count();
+            if let Some(&b) = buf.last() {
+                self.last = b;
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn deep_chain_pretty_json_without_recursion() {
+        let lines = |depth| {
+            let mut out = LineCounter::default();
+            chain(depth).write_python_json(&mut out).unwrap();
+            assert_eq!(out.last, b'}');
+            out.lines
+        };
+        let (one, two) = (lines(1), lines(2));
+        let depth = 5_000;
+        // A recursive writer would need far more than the test thread's
+        // stack for this depth.
+        assert_eq!(lines(depth), one + (two - one) * (depth as usize - 1));
+    }
+
     #[test]
     fn deep_chain_serializes_without_overflow() {
         let depth = 100_000u32;
@@ -967,6 +2026,7 @@ mod tests {
         serde_json::to_writer(&mut out, &r).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert_eq!(text.matches("\"children\":[").count(), depth as usize + 1);
+
         let mut depth_seen = 0;
         let mut node = r.roots().next();
         while let Some(n) = node {

@@ -1,7 +1,6 @@
 //! `osprofiler trace show`: one trace as JSON (upstream's report), HTML,
 //! DOT, Chrome trace events, or a tree in the terminal.
 
-use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -65,17 +64,35 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
-    let report = load(&args)?;
-    let found = report
-        .get("children")
-        .and_then(Value::as_array)
-        .is_some_and(|c| !c.is_empty());
+    let loaded = load(&args)?;
+    let found = match &loaded {
+        Loaded::Report(report) => !report.is_empty(),
+        Loaded::Value(value) => value
+            .get("children")
+            .and_then(Value::as_array)
+            .is_some_and(|c| !c.is_empty()),
+    };
     if !found {
         bail!(
             "Trace with UUID {} not found. Please check the HMAC key used in the command.",
             args.trace
         );
     }
+    if args.json && args.render_dot.is_none() {
+        // Streamed: a report of 30k spans is tens of MB of JSON.
+        let written = write_output(args.out.as_deref(), |out| match &loaded {
+            Loaded::Report(report) => report.write_python_json(out),
+            Loaded::Value(value) => osprofiler::report::write_python_json_value(value, out),
+        });
+        // The process ends here: freeing a large report piece by piece
+        // would only delay the exit.
+        std::mem::forget(loaded);
+        return written;
+    }
+    let report = match loaded {
+        Loaded::Report(report) => report.to_value(),
+        Loaded::Value(value) => value,
+    };
     if let Some(file) = &args.render_dot {
         render_pdf(&render::dot::dot(&report), file)?;
     }
@@ -91,29 +108,56 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         let color = args.out.is_none() && std::io::stdout().is_terminal();
         render::tree::tree(&report, color)
     };
-    match &args.out {
-        Some(path) => {
-            std::fs::write(path, output).with_context(|| format!("cannot write {}", path.display()))
-        }
-        None => {
-            let mut stdout = std::io::stdout().lock();
-            stdout.write_all(output.as_bytes())?;
-            if !output.ends_with('\n') {
-                stdout.write_all(b"\n")?;
-            }
-            Ok(())
-        }
+    // On stdout `write_output` adds the final newline.
+    let output = match args.out {
+        Some(_) => &output,
+        None => output.strip_suffix('\n').unwrap_or(&output),
+    };
+    write_output(args.out.as_deref(), |out| out.write_all(output.as_bytes()))
+}
+
+/// Runs `write` on a buffered `--out` file, or on stdout followed by a
+/// newline (Python `print`s its output; the file gets it as is).
+fn write_output(
+    out: Option<&Path>,
+    write: impl FnOnce(&mut Output) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
+    let context = || match out {
+        Some(path) => format!("cannot write {}", path.display()),
+        None => "cannot write to stdout".to_string(),
+    };
+    let sink: Box<dyn Write> = match out {
+        Some(path) => Box::new(std::fs::File::create(path).with_context(context)?),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    // A concrete buffered writer: the many small writes of the JSON
+    // serializer are inlined copies, the sink is called once per 64 KB.
+    let mut output = Output::with_capacity(1 << 16, sink);
+    write(&mut output).with_context(context)?;
+    if out.is_none() {
+        output.write_all(b"\n").with_context(context)?;
     }
+    output.flush().with_context(context)
+}
+
+/// Where `trace show` writes.
+type Output = std::io::BufWriter<Box<dyn Write>>;
+
+/// A report read from the store, or a saved JSON report.
+enum Loaded {
+    Report(osprofiler::report::Report),
+    Value(Value),
 }
 
 /// The report from a JSON file, or from the store.
-fn load(args: &Args) -> anyhow::Result<Value> {
+fn load(args: &Args) -> anyhow::Result<Loaded> {
     let path = Path::new(&args.trace);
     if path.is_file() {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        return serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a JSON report", path.display()));
+        let value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a JSON report", path.display()))?;
+        return Ok(Loaded::Value(value));
     }
     let mut conf = ProfilerConfig::default();
     conf.transport_url = args.transport_url.clone();
@@ -122,31 +166,26 @@ fn load(args: &Args) -> anyhow::Result<Value> {
     let report = with_progress("reading the trace", || driver.get_report(&args.trace))?;
     if report.skipped() > 0 {
         eprintln!(
-            "warning: {} malformed or duplicate events were skipped",
+            "warning: skipped {} corrupt or duplicate events",
             report.skipped()
         );
     }
-    Ok(report.to_value())
+    if report.cycles_broken() > 0 {
+        eprintln!(
+            "warning: cut {} loops of parent ids (the first element of each loop is shown as a root)",
+            report.cycles_broken()
+        );
+    }
+    Ok(Loaded::Report(report))
 }
 
 /// `json.dumps(report, indent=2, separators=(",", ": "))` as upstream
-/// prints it: same layout, non-ASCII escaped.
+/// prints it: same layout, non-ASCII escaped, floats as Python's `repr`.
 fn python_pretty_json(report: &Value) -> String {
-    let pretty = serde_json::to_string_pretty(report).unwrap_or_default();
-    // Outside strings JSON text is ASCII, so every non-ASCII character is
-    // inside a string and can be escaped in place.
-    let mut out = String::with_capacity(pretty.len());
-    for c in pretty.chars() {
-        if c.is_ascii() {
-            out.push(c);
-        } else {
-            let mut units = [0u16; 2];
-            for unit in c.encode_utf16(&mut units) {
-                let _ = write!(out, "\\u{unit:04x}");
-            }
-        }
-    }
-    out
+    let mut out = Vec::new();
+    // Writing into a Vec cannot fail.
+    let _ = osprofiler::report::write_python_json_value(report, &mut out);
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Renders DOT source to PDF with Graphviz, as upstream's `--render-dot`.

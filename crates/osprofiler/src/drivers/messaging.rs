@@ -714,6 +714,50 @@ fn classify(body: &[u8], base_id: &str) -> Classified {
     Classified::Match { payload, unique_id }
 }
 
+/// The reader's message decoding and transport URL parsing, reachable by
+/// the fuzz targets (`fuzz/`) and `tests/hostile_input.rs`. Not API.
+#[doc(hidden)]
+pub mod __fuzz {
+    use serde_json::Value;
+
+    /// What a reader of `base_id` makes of a message body: `"match"` with
+    /// the payload it keeps and the message's `_unique_id`, `"other"` or
+    /// `"malformed"` with no payload.
+    pub fn classify_body(
+        body: &[u8],
+        base_id: &str,
+    ) -> (&'static str, Option<(Value, Option<String>)>) {
+        match super::classify(body, base_id) {
+            super::Classified::Match { payload, unique_id } => {
+                ("match", Some((payload, unique_id)))
+            }
+            super::Classified::Other => ("other", None),
+            super::Classified::Malformed => ("malformed", None),
+        }
+    }
+
+    /// The AMQP endpoints of an oslo transport URL as
+    /// `(user, password, host, port, vhost)`, or the parse error.
+    #[allow(clippy::type_complexity)]
+    pub fn transport_endpoints(
+        url: &str,
+    ) -> Result<Vec<(String, String, String, u16, String)>, String> {
+        Ok(super::parse_transport_url(url)?
+            .into_iter()
+            .map(|uri| {
+                let a = uri.authority;
+                (
+                    a.userinfo.username,
+                    a.userinfo.password,
+                    a.host,
+                    a.port,
+                    uri.vhost,
+                )
+            })
+            .collect())
+    }
+}
+
 /// The notification dict of a message body: the bare 1.0 format, or the
 /// 2.0 envelope `{"oslo.version": "2.0", "oslo.message": "<json>"}`.
 fn decode_message(body: &[u8]) -> Option<Map<String, Value>> {

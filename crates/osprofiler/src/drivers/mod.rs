@@ -181,7 +181,17 @@ pub fn get_driver(
             host,
             conf,
         )?)),
-        _ => Err(Error::UnknownDriver(redact_secrets(connection_string))),
+        _ => Err(Error::UnknownDriver(
+            match connection_string.split_once("://") {
+                Some(_) => redact_secrets(connection_string),
+                // Not a URL (a typo like `redis:/:pw@h`): what follows the
+                // scheme may hold a password that redaction cannot find.
+                None => match connection_string.split_once(':') {
+                    Some((scheme, _)) => format!("{scheme}:***"),
+                    None => connection_string.to_string(),
+                },
+            },
+        )),
     }
 }
 

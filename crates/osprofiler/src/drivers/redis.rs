@@ -224,6 +224,18 @@ impl RedisDriver {
         keys: &[Vec<u8>],
         command: &str,
     ) -> Result<Vec<Map<String, Json>>> {
+        let texts = self.fetch_texts(connection, keys, command)?;
+        Ok(texts.into_iter().filter_map(json_object).collect())
+    }
+
+    /// The bulk-string replies of one command per key, pipelined in
+    /// batches; keys gone or of another type give nothing.
+    fn fetch_texts(
+        &self,
+        connection: &mut Connection,
+        keys: &[Vec<u8>],
+        command: &str,
+    ) -> Result<Vec<Vec<u8>>> {
         let mut out = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(SCAN_COUNT) {
             let mut pipe = redis::pipe();
@@ -235,9 +247,38 @@ impl RedisDriver {
             }
             let replies = run_pipeline(connection, &pipe)
                 .map_err(|e| self.error(&format!("{command} failed"), e))?;
-            out.extend(replies.into_iter().filter_map(json_object));
+            out.extend(replies.into_iter().filter_map(bulk_string));
         }
         Ok(out)
+    }
+
+    /// The JSON texts of one trace, unparsed: legacy keys first, then the
+    /// list, as Python's `get_report` reads them.
+    fn event_texts(&self, base_id: &str) -> Result<Vec<Vec<u8>>> {
+        self.with_connection(|connection| {
+            let legacy = self.scan(
+                connection,
+                &format!("{NAMESPACE_LEGACY}{}*", glob_escape(base_id)),
+            )?;
+            let mut texts = self.fetch_texts(connection, &legacy, "GET")?;
+            // One LRANGE for the whole list: a single round trip, and a
+            // consistent view while writers keep pushing.
+            let list: Vec<Value> = match redis::cmd("LRANGE")
+                .arg(format!("{NAMESPACE_OPT}{base_id}"))
+                .arg(0)
+                .arg(-1)
+                .query::<Value>(connection)
+            {
+                Ok(Value::Array(items)) => items,
+                Ok(_) => Vec::new(),
+                // The key holds something else than a list: no events there.
+                Err(e) if e.code() == Some("WRONGTYPE") => Vec::new(),
+                Err(e) => return Err(self.error("LRANGE failed", e)),
+            };
+            texts.reserve(list.len());
+            texts.extend(list.into_iter().filter_map(bulk_string));
+            Ok(texts)
+        })
     }
 }
 
@@ -373,17 +414,22 @@ fn run_pipeline(
     connection.req_packed_commands(&pipe.get_packed_pipeline(), 0, pipe.len())
 }
 
-/// A JSON object out of a bulk-string reply; anything else is skipped.
-fn json_object(reply: Value) -> Option<Map<String, Json>> {
+/// The bytes of a bulk-string reply; anything else (nil) is nothing.
+fn bulk_string(reply: Value) -> Option<Vec<u8>> {
     match reply {
-        Value::BulkString(bytes) => match serde_json::from_slice(&bytes) {
-            Ok(Json::Object(map)) => Some(map),
-            _ => {
-                log::debug!("osprofiler: skipping a Redis value that is not a JSON object");
-                None
-            }
-        },
+        Value::BulkString(bytes) => Some(bytes),
         _ => None,
+    }
+}
+
+/// A JSON object out of stored text; anything else is skipped.
+fn json_object(text: Vec<u8>) -> Option<Map<String, Json>> {
+    match serde_json::from_slice(&text) {
+        Ok(Json::Object(map)) => Some(map),
+        _ => {
+            log::debug!("osprofiler: skipping a Redis value that is not a JSON object");
+            None
+        }
     }
 }
 
@@ -510,32 +556,22 @@ impl Driver for RedisDriver {
     }
 
     fn get_events(&self, base_id: &str) -> Result<Vec<Json>> {
-        self.with_connection(|connection| {
-            // Same order as Python's `get_report`: legacy keys, then the list.
-            let legacy = self.scan(
-                connection,
-                &format!("{NAMESPACE_LEGACY}{}*", glob_escape(base_id)),
-            )?;
-            let mut events: Vec<Json> = self
-                .fetch_objects(connection, &legacy, "GET")?
-                .into_iter()
-                .map(Json::Object)
-                .collect();
-            let list: Vec<Value> = match redis::cmd("LRANGE")
-                .arg(format!("{NAMESPACE_OPT}{base_id}"))
-                .arg(0)
-                .arg(-1)
-                .query::<Value>(connection)
-            {
-                Ok(Value::Array(items)) => items,
-                Ok(_) => Vec::new(),
-                // The key holds something else than a list: no events there.
-                Err(e) if e.code() == Some("WRONGTYPE") => Vec::new(),
-                Err(e) => return Err(self.error("LRANGE failed", e)),
-            };
-            events.extend(list.into_iter().filter_map(json_object).map(Json::Object));
-            Ok(events)
-        })
+        let texts = self.event_texts(base_id)?;
+        Ok(texts
+            .into_iter()
+            .filter_map(json_object)
+            .map(Json::Object)
+            .collect())
+    }
+
+    /// Builds the report from the stored texts without parsing them into
+    /// JSON trees ([`report::build_from_json`]); texts that are not usable
+    /// events are counted in [`Report::skipped`].
+    ///
+    /// [`report::build_from_json`]: crate::report::build_from_json
+    /// [`Report::skipped`]: crate::report::Report::skipped
+    fn get_report(&self, base_id: &str) -> Result<crate::report::Report> {
+        Ok(crate::report::build_from_json(self.event_texts(base_id)?))
     }
 
     fn list_traces(&self, fields: &[&str]) -> Result<Vec<Map<String, Json>>> {

@@ -83,12 +83,13 @@ pub fn signed_unpack<K: AsRef<str>>(
     if hmac_data.is_empty() || hmac_keys.is_empty() {
         return None;
     }
-    let key = hmac_keys.iter().map(AsRef::as_ref).find(|key| {
-        constant_time_eq(
-            hmac_data.as_bytes(),
-            generate_hmac(data.as_bytes(), key).as_bytes(),
-        )
-    })?;
+    // Python compares hex text, so only the 40 lowercase digits it writes
+    // can match; anything else (upper case, truncated) is refused here.
+    let signature = parse_lowercase_hex(hmac_data)?;
+    let key = hmac_keys
+        .iter()
+        .map(AsRef::as_ref)
+        .find(|key| hmac_matches(data.as_bytes(), key, &signature))?;
     let decoded = python_urlsafe_b64decode(data)?;
     let text = std::str::from_utf8(&decoded).ok()?;
     let Value::Object(fields) = serde_json::from_str::<Value>(text).ok()? else {
@@ -121,12 +122,34 @@ pub fn signed_unpack<K: AsRef<str>>(
     })
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    // Length is not secret (the HMAC is always 40 hex digits).
-    if a.len() != b.len() {
+/// Whether `signature` is the HMAC-SHA1 of `data` under `key`, compared in
+/// constant time (`Mac::verify_slice` uses `subtle`), so response timing
+/// does not tell a forger how many leading bytes were right.
+fn hmac_matches(data: &[u8], key: &str, signature: &[u8; 20]) -> bool {
+    let Ok(mut mac) = <Hmac<Sha1> as Mac>::new_from_slice(key.as_bytes()) else {
         return false;
+    };
+    mac.update(data);
+    mac.verify_slice(signature).is_ok()
+}
+
+/// The 20 bytes of a 40-digit lowercase hex text. Branches on the
+/// attacker's own input only, never on the expected HMAC.
+fn parse_lowercase_hex(text: &str) -> Option<[u8; 20]> {
+    let digits = text.as_bytes();
+    if digits.len() != 40 {
+        return None;
     }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; 20];
+    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    }
+    Some(out)
 }
 
 /// What Python's `str.strip()` removes.

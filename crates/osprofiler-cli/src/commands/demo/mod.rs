@@ -9,10 +9,11 @@
 
 mod api;
 mod compute;
+mod stderr_log;
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use osprofiler::config::ProfilerConfig;
@@ -43,6 +44,20 @@ pub(crate) struct Args {
     /// Address of the api with --serve.
     #[arg(long, default_value = "127.0.0.1:8080", requires = "serve")]
     listen: SocketAddr,
+
+    /// Oslo.messaging transport URL (messaging:// driver only), e.g.
+    /// rabbit://user:password@host:5672/
+    #[arg(long)]
+    transport_url: Option<String>,
+
+    /// Most notifications kept waiting for the store (while it is slow or
+    /// down); beyond it they are dropped and counted.
+    #[arg(long, default_value_t = notifier::Options::default().capacity)]
+    buffer_capacity: usize,
+
+    /// Most seconds to wait at exit for notifications to reach the store.
+    #[arg(long, default_value_t = 10)]
+    flush_timeout: u64,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
@@ -54,7 +69,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     let connection_string = args.store.connection_string()?;
-    let conf = ProfilerConfig::default();
+    let mut conf = ProfilerConfig::default();
+    conf.transport_url = args.transport_url.clone();
+    // The library reports store failures and dropped notifications
+    // through `log`; show them.
+    stderr_log::install();
+    notifier::configure(notifier::Options::default().capacity(args.buffer_capacity));
     let open = |service| {
         drivers::get_driver(
             &connection_string,
@@ -88,37 +108,48 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         let api_url = format!("http://{}", api_listener.local_addr()?);
         let api = api::router(api::Api::new(compute_url), &key);
 
-        let (stop, stopped) = tokio::sync::watch::channel(false);
+        // Two stop signals: api stops first and finishes its requests while
+        // compute still answers them, so a request in flight at shutdown
+        // is never cut off half way (a 502 with half a trace).
+        let (stop_api, api_stopped) = tokio::sync::watch::channel(false);
+        let (stop_compute, compute_stopped) = tokio::sync::watch::channel(false);
         let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        let servers = [
-            tokio::spawn(
-                axum::serve(compute_listener, compute)
-                    .with_graceful_shutdown(until_stopped(stopped.clone()))
-                    .into_future(),
-            ),
-            tokio::spawn(
-                axum::serve(api_listener, api)
-                    .with_graceful_shutdown(until_stopped(stopped))
-                    .into_future(),
-            ),
-        ];
+        let compute_server = tokio::spawn(
+            axum::serve(compute_listener, compute)
+                .with_graceful_shutdown(until_stopped(compute_stopped))
+                .into_future(),
+        );
+        let api_server = tokio::spawn(
+            axum::serve(api_listener, api)
+                .with_graceful_shutdown(until_stopped(api_stopped))
+                .into_future(),
+        );
 
         let result = if args.serve {
             serve(&api_url, &key).await
         } else {
             one_request(&api_url, &key).await.map(Some)
         };
-        let _ = stop.send(true);
-        for server in servers {
-            let _ = server.await;
-        }
+        let _ = stop_api.send(true);
+        let _ = api_server.await;
+        let _ = stop_compute.send(true);
+        let _ = compute_server.await;
         result
     });
     // The services are gone: hand every notification to the store.
-    if let Err(e) = notifier::flush(Duration::from_secs(10)) {
+    if let Err(e) = flush(Duration::from_secs(args.flush_timeout)) {
         eprintln!("warning: {e}");
+    }
+    if args.serve {
+        // One line for operators and the reliability tests: what reached
+        // the store, what was lost.
+        let stats = notifier::stats();
+        eprintln!(
+            "notifications: sent={} dropped={} undelivered={} failed_calls={}",
+            stats.sent, stats.dropped, stats.queued, stats.failed
+        );
     }
     let Some(trace_id) = outcome? else {
         return Ok(());
@@ -129,6 +160,22 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         &connection_string,
         args.store.connection_string.is_some(),
     )
+}
+
+/// Waits, at most `timeout`, until every notification reached the store,
+/// retrying while the store fails: one `notifier::flush` returns after a
+/// single failed delivery, which would lose the queue of a store that is
+/// restarting at shutdown.
+fn flush(timeout: Duration) -> Result<(), notifier::FlushError> {
+    let deadline = Instant::now() + timeout;
+    let pause = Duration::from_millis(200);
+    loop {
+        match notifier::flush(deadline.saturating_duration_since(Instant::now())) {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() + pause >= deadline => return Err(e),
+            Err(_) => std::thread::sleep(pause),
+        }
+    }
 }
 
 /// Sends `POST /servers` as a traced client, as OpenStack clients do with
