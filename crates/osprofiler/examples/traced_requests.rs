@@ -7,8 +7,8 @@ use std::convert::Infallible;
 use http::{Request, Response};
 use osprofiler::drivers::Driver;
 use osprofiler::notification::{Event, Notification};
-use osprofiler::web::{self, TraceLayer};
 use osprofiler::notifier;
+use osprofiler::web::{self, TraceLayer};
 use tower::{service_fn, Layer, Service, ServiceExt};
 
 #[derive(Debug)]

@@ -40,7 +40,8 @@ impl Id {
     /// written back out is always the string that came in.
     pub fn from_text(text: &str) -> Id {
         match parse_canonical_uuid(text) {
-            Some(value) if format_uuid(value) == text => Id::from_u128(value),
+            // Only the lowercase text is what formatting the value gives back.
+            Some(value) if !text.bytes().any(|b| b.is_ascii_uppercase()) => Id::from_u128(value),
             _ => Id::Text(Arc::from(text)),
         }
     }
