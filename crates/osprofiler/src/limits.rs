@@ -16,7 +16,7 @@ use serde_json::Value;
 /// Default for [`crate::notifier::Options::max_info_bytes`].
 pub(crate) const DEFAULT_MAX_INFO_BYTES: usize = 64 * 1024;
 /// Default for [`crate::notifier::Options::max_trace_events`].
-pub(crate) const DEFAULT_MAX_TRACE_EVENTS: u32 = 100_000;
+pub(crate) const DEFAULT_MAX_TRACE_EVENTS: u32 = 1_000_000;
 
 static MAX_INFO_BYTES: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_INFO_BYTES);
 static MAX_TRACE_EVENTS: AtomicU32 = AtomicU32::new(DEFAULT_MAX_TRACE_EVENTS);

@@ -493,7 +493,11 @@ impl Driver for RedisDriver {
             // likely match.
             match traces.iter_mut().rev().find(|(id, _)| **id == *base_id) {
                 Some((_, values)) => values.push(start..json.len()),
-                None => traces.push((base_id, vec![start..json.len()])),
+                None => {
+                    let mut values = Vec::with_capacity(8);
+                    values.push(start..json.len());
+                    traces.push((base_id, values));
+                }
             }
             if self.filter_error_trace && event.is_error() {
                 let base_id = event.base_id();

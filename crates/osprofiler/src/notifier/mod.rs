@@ -120,7 +120,7 @@ pub struct Options {
     pub max_info_bytes: usize,
     /// Most events one request context records; past it one `truncated`
     /// element marks the cut and later elements are not recorded.
-    /// Default 100,000.
+    /// Default 1,000,000.
     pub max_trace_events: u32,
 }
 
