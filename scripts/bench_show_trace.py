@@ -2,13 +2,24 @@
 osprofiler's Redis driver stores it (`LPUSH osprofiler_opt:<base_id>` of
 `jsonutils.dumps(payload)`), for timing `osprofiler trace show --json`.
 
-Usage: bench_show_trace.py [--spans N] [--url redis://127.0.0.1:6379/15]
-Prints the base id. The shape: one `wsgi` root per request, each with
+Usage:
+  bench_show_trace.py [--spans N] [--url redis://127.0.0.1:6379/15]
+      writes the trace and prints its base id;
+  bench_show_trace.py --time OUR_CLI [--runs N] [--python-runs N]
+      also times `trace show --json` of it with OUR_CLI and with Python's
+      CLI (next to this interpreter), checks both print the same bytes,
+      prints `show/ours: <ms> ms` and `show/python: <ms> ms` (medians of
+      wall time) and deletes the trace. The shape: one `wsgi` root per request, each with
 nested `rpc`, `db` (statements and params) and traced-function spans, a
 few of them failing, so the report exercises every kind of `info`.
 """
 import argparse
 import datetime
+import os
+import statistics
+import subprocess
+import sys
+import time
 import uuid
 
 import redis
@@ -19,6 +30,9 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--spans", type=int, default=30_000)
     parser.add_argument("--url", default="redis://127.0.0.1:6379/15")
+    parser.add_argument("--time", metavar="OUR_CLI")
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--python-runs", type=int, default=3)
     args = parser.parse_args()
 
     client = redis.Redis.from_url(args.url)
@@ -85,7 +99,32 @@ def main():
         emit("wsgi-stop", root, base_id, {})
     if pending:
         pipe.execute()
-    print(base_id)
+    if not args.time:
+        print(base_id)
+        return
+    try:
+        python_cli = os.path.join(os.path.dirname(sys.executable), "osprofiler")
+        show = ["trace", "show", "--json", base_id, "--connection-string", args.url]
+        ours, ours_out = timed([args.time] + show, args.runs)
+        python, python_out = timed([python_cli] + show, args.python_runs)
+        if ours_out != python_out:
+            sys.exit("trace show --json: our output differs from Python's")
+        print(f"show/ours: {ours * 1e3:.1f} ms")
+        print(f"show/python: {python * 1e3:.1f} ms")
+        print(f"show/output: {len(ours_out)} bytes, identical")
+    finally:
+        client.delete(key)
+
+
+def timed(command, runs):
+    """Median wall time of `runs` runs (after one warm-up) and the output."""
+    output = subprocess.run(command, check=True, capture_output=True).stdout
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), output
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Usage: bench_table.py CRITERION_DIR RUN_DIR
 CRITERION_DIR is $CARGO_TARGET_DIR/criterion (medians read from each
 benchmark's new/estimates.json); RUN_DIR holds the text outputs of the run
-(peers.txt, pipeline.txt, python.txt, wrk.txt).
+(peers.txt, pipeline.txt, python.txt, wrk.txt, show.txt).
 """
 import json
 import os
@@ -130,7 +130,19 @@ def main():
         d = 1e9 / w["layer_traced"] - 1e9 / w["bare"]
         row("tower layer, traced, wrk (1/rps difference)", ns(d),
             f"{w['bare']:,.0f} vs {w['layer_traced']:,.0f} req/s", "-", "<= 3 us", d <= 3000)
-    row("trace show --json, 30k spans from Redis vs Python CLI", "not measured", "-", "-", ">= 20x", None)
+    show = lines(os.path.join(run, "show.txt"))
+    show_ours = grab(show, "show/ours", "ms")
+    show_py = grab(show, "show/python", "ms")
+    row("trace show --json, 30k spans from Redis vs Python CLI",
+        f"{show_ours:.0f} ms" if show_ours else "not measured",
+        f"Python {show_py:.0f} ms" if show_py else "-",
+        f"{show_py / show_ours:.1f}x faster" if show_ours and show_py else "-", ">= 20x",
+        None if not (show_ours and show_py) else show_py / show_ours >= 20)
+    r100t = c("report/build/100k_texts")
+    r1mt = c("report/build/1000k_texts")
+    out100 = c("report/build/100k_python_json_out")
+    row("report from stored JSON texts, 100k / 1M events", f"{ns(r100t)} / {ns(r1mt)}", "-", "-", "info", None)
+    row("  Python-format JSON output, 100k events", ns(out100), "-", "-", "info", None)
 
     widths = [max(len(str(r[i])) for r in rows + [("goal", "measured", "reference", "ratio", "target", "status")]) for i in range(6)]
     header = ("goal", "measured", "reference", "ratio", "target", "status")

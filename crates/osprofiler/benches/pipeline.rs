@@ -94,6 +94,27 @@ fn reports(c: &mut Criterion) {
                 BatchSize::LargeInput,
             )
         });
+        // The same payloads as the stored texts Redis returns (the path of
+        // `trace show`), including the Python-format output.
+        let texts: Vec<Vec<u8>> = events.iter().map(|e| e.to_string().into_bytes()).collect();
+        g.bench_function(format!("{}k_texts", n / 1000), |b| {
+            b.iter_batched(
+                || texts.clone(),
+                |texts| black_box(report::build_from_json(texts)).len(),
+                BatchSize::LargeInput,
+            )
+        });
+        if n <= 100_000 {
+            let built = report::build_from_json(texts.iter().map(|t| t.as_slice()));
+            g.bench_function(format!("{}k_python_json_out", n / 1000), |b| {
+                let mut out = Vec::new();
+                b.iter(|| {
+                    out.clear();
+                    built.write_python_json(&mut out).unwrap();
+                    out.len()
+                })
+            });
+        }
     }
     g.finish();
 }

@@ -22,9 +22,19 @@
 //! assert_eq!(v["stats"]["wsgi"], json!({"count": 1, "duration": 12}));
 //! ```
 //!
+//! [`build_from_json`] does the same from the stored JSON texts (what the
+//! Redis driver reads), without building JSON trees, and
+//! [`Report::write_python_json`] prints what Python's `osprofiler trace
+//! show --json` prints, byte for byte. Neither panics on any input; they
+//! are the entry points for fuzzing.
+//!
 //! # Where it differs from Python
 //!
 //! Only on input Python cannot handle (it raises, or silently loses nodes):
+//! - Texts that are not valid UTF-8 JSON are skipped and counted in
+//!   [`Report::skipped`] (Python's `get_report` raises). serde_json's
+//!   limits apply: nesting deeper than 128 levels, or a float beyond the
+//!   f64 range, makes the text invalid.
 //! - Events that are not objects, lack a string `trace_id`, `parent_id`,
 //!   `name` or `timestamp`, or whose timestamp does not parse, are skipped
 //!   and counted in [`Report::skipped`]. Missing `project`/`service` or
@@ -38,14 +48,24 @@
 //!
 //! The counters are not part of the JSON, which keeps Python's shape.
 //!
+//! Duplicate keys inside a payload are read as Python reads them (first
+//! position, last value). Numbers in payloads kept as text are written as
+//! Python writes them (every digit of a big integer); through [`build`]
+//! or [`Report::to_value`] they are serde_json numbers (an integer beyond
+//! 64 bits becomes a float).
+//!
 //! # Size
 //!
-//! Building is O(n log n) in time and O(n) in memory. Serialization walks
-//! the tree recursively but grows the stack on the heap as needed, so a
-//! chain of 100,000 nested calls serializes fine. A [`serde_json::Value`]
-//! that deep is another matter (serde_json drops and prints it
-//! recursively): for very deep traces prefer `serde_json::to_writer(w,
-//! &report)` over [`Report::to_value`].
+//! Building is O(n log n) in time and O(n) in memory: the report holds the
+//! input texts (or values) once, plus a few ids per node, with `project`,
+//! `service`, `host` and `exception` values shared. No step recurses on
+//! the tree's depth: loops are cut iteratively, [`Report::write_python_json`]
+//! walks the tree with an explicit stack, and serde serialization grows the
+//! stack on the heap as needed, so a chain of 100,000 nested calls is fine.
+//! A [`serde_json::Value`] that deep is another matter (serde_json drops and
+//! prints it recursively): for very deep traces prefer
+//! `serde_json::to_writer(w, &report)` over [`Report::to_value`]. Python's
+//! indented layout itself grows with the square of the depth.
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -307,12 +327,27 @@ impl ReportBuilder {
             self.skipped += 1;
             return false;
         };
-        let text = |key: &str| obj.get(key).and_then(Value::as_str);
+        // One pass over the (small) object instead of a hashed lookup per
+        // field.
+        let (mut trace_id, mut parent_id, mut name, mut timestamp) = (None, None, None, None);
+        let (mut project, mut service, mut info) = (None, None, None);
+        for (key, value) in obj {
+            match key.as_str() {
+                "trace_id" => trace_id = Some(value),
+                "parent_id" => parent_id = Some(value),
+                "name" => name = Some(value),
+                "timestamp" => timestamp = Some(value),
+                "project" => project = Some(value),
+                "service" => service = Some(value),
+                "info" => info = Some(value),
+                _ => {}
+            }
+        }
         let (Some(trace_id), Some(parent_id), Some(name), Some(timestamp)) = (
-            text("trace_id"),
-            text("parent_id"),
-            text("name"),
-            text("timestamp"),
+            trace_id.and_then(Value::as_str),
+            parent_id.and_then(Value::as_str),
+            name.and_then(Value::as_str),
+            timestamp.and_then(Value::as_str),
         ) else {
             self.skipped += 1;
             return false;
@@ -321,13 +356,12 @@ impl ReportBuilder {
             self.skipped += 1;
             return false;
         };
-        let info = obj.get("info");
         let event = EventRef {
             trace_id,
             parent_id,
             name,
-            project: obj.get("project").map(FieldRef::from),
-            service: obj.get("service").map(FieldRef::from),
+            project: project.map(FieldRef::from),
+            service: service.map(FieldRef::from),
             host: info.and_then(|i| i.get("host")).map(FieldRef::from),
         };
         let Some(id) = self.node_for(&event) else {
