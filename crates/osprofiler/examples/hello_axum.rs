@@ -10,7 +10,7 @@
 use axum::routing::get;
 use axum::Router;
 use osprofiler::drivers::Driver;
-use osprofiler::notification::Notification;
+use osprofiler::notification::{Event, Notification};
 use osprofiler::{notifier, web};
 
 #[derive(Debug)]
@@ -21,6 +21,9 @@ impl Driver for Discard {
         "discard"
     }
     fn notify(&self, _: &[Notification]) -> osprofiler::Result<()> {
+        Ok(())
+    }
+    fn notify_events(&self, _: &[Event]) -> osprofiler::Result<()> {
         Ok(())
     }
 }
