@@ -26,24 +26,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, Criterion};
-use osprofiler::drivers::Driver;
-use osprofiler::notification::{Event, Notification};
+use osprofiler::drivers::DiscardDriver;
 use osprofiler::{notifier, profiler};
-
-#[derive(Debug)]
-struct DiscardDriver;
-
-impl Driver for DiscardDriver {
-    fn name(&self) -> &'static str {
-        "discard"
-    }
-    fn notify(&self, _: &[Notification]) -> osprofiler::Result<()> {
-        Ok(())
-    }
-    fn notify_events(&self, _: &[Event]) -> osprofiler::Result<()> {
-        Ok(())
-    }
-}
 
 struct DiscardReporter;
 
@@ -103,7 +87,13 @@ fn traced_fn() {}
 
 fn setup_globals() {
     use tracing_subscriber::layer::SubscriberExt;
-    notifier::configure(notifier::Options::default().capacity(usize::MAX / 2));
+    // One context records every span: without a larger event budget, the
+    // loop would measure the path of elements past the budget instead.
+    notifier::configure(
+        notifier::Options::default()
+            .capacity(usize::MAX / 2)
+            .max_trace_events(u32::MAX),
+    );
     notifier::set(DiscardDriver);
     fastrace::set_reporter(DiscardReporter, fastrace::collector::Config::default());
     let subscriber =

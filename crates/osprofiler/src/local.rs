@@ -113,6 +113,29 @@ pub(crate) struct RawEvent {
 const _: () = assert!(std::mem::size_of::<RawEvent>() <= 128);
 
 impl RawEvent {
+    /// A record of one notification taken now.
+    #[inline(always)]
+    fn now(
+        phase: Phase,
+        name: Name,
+        [base_id, parent_id, trace_id]: [Id; 3],
+        info: Option<Arc<Value>>,
+        service: u16,
+    ) -> RawEvent {
+        RawEvent {
+            phase,
+            name,
+            base_id,
+            parent_id,
+            trace_id,
+            at: minstant::Instant::now(),
+            info,
+            stopped: false,
+            stop_at: minstant::Instant::ZERO,
+            service,
+        }
+    }
+
     /// How many notifications this record stands for.
     pub(crate) fn notifications(&self) -> usize {
         1 + usize::from(self.stopped)
@@ -138,18 +161,20 @@ impl RawEvent {
     }
 }
 
-/// An element opened by `start`: its name, and where its start record
-/// waits so that `stop` can complete it in place.
+/// An open element: its id and name, and where its start record waits so
+/// that `stop` can complete it in place.
 #[derive(Debug, Clone)]
-pub(crate) struct Open {
+pub(crate) struct Frame {
+    id: Id,
     name: Name,
     start: Slot,
 }
 
-impl Open {
+impl Frame {
     /// An element whose start record `stop` may not complete.
-    fn elsewhere(name: Name) -> Open {
-        Open {
+    fn elsewhere(id: Id, name: Name) -> Frame {
+        Frame {
+            id,
             name,
             start: Slot::NONE,
         }
@@ -182,10 +207,14 @@ impl Slot {
 #[derive(Debug, Clone)]
 pub(crate) struct Context {
     pub(crate) hmac_key: Arc<str>,
-    /// `[base_id, parent_id, open element ids...]`; never shorter than two.
-    pub(crate) stack: Vec<Id>,
-    /// The open elements, innermost last.
-    pub(crate) open: Vec<Open>,
+    /// The id shared by every element of the trace.
+    pub(crate) base_id: Id,
+    /// The parent of the outermost element opened in this context.
+    parent_id: Id,
+    /// The open elements, innermost last (Python's trace stack without its
+    /// first two ids, which are the two above). One vector, so opening an
+    /// element is one push.
+    frames: Vec<Frame>,
     /// Open elements owned by something other than `start`/`stop` (a
     /// `tracing` span), by position; empty unless such an integration is
     /// in use. See [`start_foreign`].
@@ -203,7 +232,7 @@ pub(crate) struct Context {
 /// its owner, e.g. a `tracing` span, with [`record_stop`]).
 #[derive(Debug, Clone)]
 struct Foreign {
-    /// Index of the element in `Context::open` (in `stack`: `depth + 2`).
+    /// Index of the element in `Context::frames`.
     depth: usize,
     /// How many times its owner has it entered on this stack; at 0 it only
     /// stays while elements opened inside it are still open above it.
@@ -212,13 +241,11 @@ struct Foreign {
 
 impl Context {
     pub(crate) fn new(hmac_key: Arc<str>, base_id: Id, parent_id: Id) -> Context {
-        let mut stack = Vec::with_capacity(8);
-        stack.push(base_id);
-        stack.push(parent_id);
         Context {
             hmac_key,
-            stack,
-            open: Vec::new(),
+            base_id,
+            parent_id,
+            frames: Vec::new(),
             foreign: Vec::new(),
             service: 0,
             budget: limits::max_trace_events(),
@@ -232,11 +259,36 @@ impl Context {
     pub(crate) fn fork(&self) -> Context {
         let mut forked = Context::new(
             self.hmac_key.clone(),
-            self.stack[0].clone(),
-            self.stack[self.stack.len() - 1].clone(),
+            self.base_id.clone(),
+            self.current_id().clone(),
         );
         forked.service = self.service;
         forked
+    }
+
+    /// The id of the innermost open element, or the context's parent id
+    /// when none is open (Python's `get_id`).
+    #[inline(always)]
+    pub(crate) fn current_id(&self) -> &Id {
+        self.frames.last().map_or(&self.parent_id, |f| &f.id)
+    }
+
+    /// The id below the current one on Python's trace stack
+    /// (`get_parent_id`).
+    pub(crate) fn current_parent_id(&self) -> &Id {
+        match self.frames.len() {
+            0 => &self.base_id,
+            1 => &self.parent_id,
+            n => &self.frames[n - 2].id,
+        }
+    }
+
+    /// The id of the element that encloses the frame at `depth`.
+    fn parent_of(&self, depth: usize) -> &Id {
+        match depth.checked_sub(1) {
+            Some(below) => &self.frames[below].id,
+            None => &self.parent_id,
+        }
     }
 }
 
@@ -268,6 +320,13 @@ impl Buffer {
     /// when it is full.
     #[inline(always)]
     fn push(&mut self, event: RawEvent) -> Slot {
+        self.push_with(|| event)
+    }
+
+    /// [`Buffer::push`] of the record `event` makes, made after the buffer
+    /// is fetched.
+    #[inline(always)]
+    fn push_with(&mut self, event: impl FnOnce() -> RawEvent) -> Slot {
         if self.events.capacity() == 0 {
             self.events = collector::empty_buffer();
             self.id = collector::next_buffer_id();
@@ -276,7 +335,7 @@ impl Buffer {
             buffer: self.id,
             index: self.events.len() as u32,
         };
-        self.events.push(event);
+        self.events.push(event());
         if self.events.len() >= LOCAL_BATCH {
             self.hand_over();
         }
@@ -415,11 +474,16 @@ pub(crate) fn hand_over_pending() {
 }
 
 /// Python's `_Profiler.start`. Returns whether an element was opened.
-#[inline]
-pub(crate) fn start(name: Name, mut info: Option<Arc<Value>>) -> bool {
-    if !active() {
-        return false;
-    }
+///
+/// Only the check for an active profiler is inlined into callers: with no
+/// trace active, a start costs one thread-local load.
+#[inline(always)]
+pub(crate) fn start(name: Name, info: Option<Arc<Value>>) -> bool {
+    active() && start_active(name, info)
+}
+
+#[inline(never)]
+fn start_active(name: Name, mut info: Option<Arc<Value>>) -> bool {
     with_state(|s| {
         let Some(ctx) = s.context.as_mut() else {
             return false;
@@ -436,21 +500,20 @@ pub(crate) fn start(name: Name, mut info: Option<Arc<Value>>) -> bool {
             if let Some(info) = info.as_mut().and_then(Arc::get_mut) {
                 limits::truncate_info(info);
             }
-            start = s.buffer.push(RawEvent {
-                phase: Phase::Start,
-                name: name.clone(),
-                base_id: ctx.stack[0].clone(),
-                parent_id: ctx.stack[ctx.stack.len() - 1].clone(),
-                trace_id: trace_id.clone(),
-                at: minstant::Instant::now(),
-                info,
-                stopped: false,
-                stop_at: minstant::Instant::ZERO,
-                service: ctx.service,
+            start = s.buffer.push_with(|| {
+                let ids = [
+                    ctx.base_id.clone(),
+                    ctx.current_id().clone(),
+                    trace_id.clone(),
+                ];
+                RawEvent::now(Phase::Start, name.clone(), ids, info, ctx.service)
             });
         }
-        ctx.stack.push(trace_id);
-        ctx.open.push(Open { name, start });
+        ctx.frames.push(Frame {
+            id: trace_id,
+            name,
+            start,
+        });
         true
     })
     .unwrap_or(false)
@@ -458,11 +521,15 @@ pub(crate) fn start(name: Name, mut info: Option<Arc<Value>>) -> bool {
 
 /// Python's `_Profiler.stop`: closes the innermost open element; does
 /// nothing when none is open.
-#[inline]
+#[inline(always)]
 pub(crate) fn stop(info: Option<Value>) {
-    if !active() {
-        return;
+    if active() {
+        stop_active(info);
     }
+}
+
+#[inline(never)]
+fn stop_active(info: Option<Value>) {
     with_state(|s| {
         let Some(ctx) = s.context.as_mut() else {
             return;
@@ -471,30 +538,20 @@ pub(crate) fn stop(info: Option<Value>) {
             stop_among_foreign(s, info);
             return;
         }
-        let Some(open) = ctx.open.pop() else {
+        let Some(frame) = ctx.frames.pop() else {
             return;
         };
-        let depth = ctx.stack.len();
-        let trace_id = ctx.stack.pop().unwrap_or_else(Id::random);
-        if collector::is_recording() && open.start != Slot::UNRECORDED {
+        if collector::is_recording() && frame.start != Slot::UNRECORDED {
             let mut info = info;
             if let Some(info) = info.as_mut() {
                 limits::truncate_info(info);
             }
-            s.buffer.stop(open.start, info, || RawEvent {
-                phase: Phase::Stop,
-                name: open.name,
-                base_id: ctx.stack[0].clone(),
-                parent_id: ctx.stack[depth - 2].clone(),
-                trace_id,
-                at: minstant::Instant::now(),
-                info: None,
-                stopped: false,
-                stop_at: minstant::Instant::ZERO,
-                service: ctx.service,
+            s.buffer.stop(frame.start, info, || {
+                let ids = [ctx.base_id.clone(), ctx.current_id().clone(), frame.id];
+                RawEvent::now(Phase::Stop, frame.name, ids, None, ctx.service)
             });
         }
-        if ctx.open.is_empty() {
+        if ctx.frames.is_empty() {
             // A finished request hands its events over at once, so nothing
             // waits in the buffer of a thread that then goes idle.
             s.buffer.hand_over();
@@ -509,8 +566,8 @@ fn start_unrecorded(s: &mut ThreadState, name: Name, trace_id: Id) -> bool {
     let Some(ctx) = s.context.as_mut() else {
         return false;
     };
-    ctx.stack.push(trace_id);
-    ctx.open.push(Open {
+    ctx.frames.push(Frame {
+        id: trace_id,
         name,
         start: Slot::UNRECORDED,
     });
@@ -535,19 +592,16 @@ fn record_truncation(s: &mut ThreadState) {
         ),
         "max_trace_events": limit,
     });
-    let now = minstant::Instant::now();
-    s.buffer.push(RawEvent {
-        phase: Phase::Start,
-        name: Name::from("truncated"),
-        base_id: ctx.stack[0].clone(),
-        parent_id: ctx.stack[ctx.stack.len() - 1].clone(),
-        trace_id: Id::from_u128(s.rng.uuid4()),
-        at: now,
-        info: Some(Arc::new(info)),
-        stopped: true,
-        stop_at: now,
-        service: ctx.service,
-    });
+    let ids = [
+        ctx.base_id.clone(),
+        ctx.current_id().clone(),
+        Id::from_u128(s.rng.uuid4()),
+    ];
+    let name = Name::from("truncated");
+    let mut event = RawEvent::now(Phase::Start, name, ids, Some(Arc::new(info)), ctx.service);
+    event.stopped = true;
+    event.stop_at = event.at;
+    s.buffer.push(event);
 }
 
 // --- Elements owned by other span APIs (the `tracing` layer) ---
@@ -568,18 +622,17 @@ impl Context {
     fn find_foreign(&self, trace_id: &Id) -> Option<usize> {
         self.foreign
             .iter()
-            .rposition(|f| self.stack.get(f.depth + 2) == Some(trace_id))
+            .rposition(|f| self.frames.get(f.depth).map(|frame| &frame.id) == Some(trace_id))
     }
 
     /// Drops exited foreign elements that nothing above keeps on the stack.
     fn pop_exited_foreign(&mut self) {
         while let Some(f) = self.foreign.last() {
-            if f.entries > 0 || f.depth + 1 != self.open.len() {
+            if f.entries > 0 || f.depth + 1 != self.frames.len() {
                 break;
             }
             self.foreign.pop();
-            self.open.pop();
-            self.stack.pop();
+            self.frames.pop();
         }
     }
 
@@ -587,7 +640,7 @@ impl Context {
     /// parent id and id.
     fn remove_innermost_own(&mut self) -> Option<(Name, Id, Id)> {
         let mut above = self.foreign.len();
-        let mut depth = self.open.len();
+        let mut depth = self.frames.len();
         loop {
             depth = depth.checked_sub(1)?;
             match above.checked_sub(1) {
@@ -595,17 +648,13 @@ impl Context {
                 _ => break,
             }
         }
-        if depth + 2 >= self.stack.len() {
-            return None; // never: `stack` is `open` plus two
-        }
-        let name = self.open.remove(depth).name;
-        let trace_id = self.stack.remove(depth + 2);
-        let parent_id = self.stack[depth + 1].clone();
+        let frame = self.frames.remove(depth);
+        let parent_id = self.parent_of(depth).clone();
         for f in &mut self.foreign[above..] {
             f.depth = f.depth.saturating_sub(1);
         }
         self.pop_exited_foreign();
-        Some((name, parent_id, trace_id))
+        Some((frame.name, parent_id, frame.id))
     }
 }
 
@@ -618,21 +667,9 @@ fn stop_among_foreign(s: &mut ThreadState, info: Option<Value>) {
     let Some((name, parent_id, trace_id)) = ctx.remove_innermost_own() else {
         return;
     };
-    let base_id = ctx.stack[0].clone();
-    let service = ctx.service;
     if collector::is_recording() {
-        let event = RawEvent {
-            phase: Phase::Stop,
-            name,
-            base_id,
-            parent_id,
-            trace_id,
-            at: minstant::Instant::now(),
-            info: info.map(Arc::new),
-            stopped: false,
-            stop_at: minstant::Instant::ZERO,
-            service,
-        };
+        let ids = [ctx.base_id.clone(), parent_id, trace_id];
+        let event = RawEvent::now(Phase::Stop, name, ids, info.map(Arc::new), ctx.service);
         s.buffer.push(event);
     }
 }
@@ -648,6 +685,24 @@ pub(crate) struct ForeignElement {
     pub(crate) service: u16,
 }
 
+impl ForeignElement {
+    /// A record of this element's start or stop, taken now.
+    fn event(&self, phase: Phase, info: Option<Value>) -> RawEvent {
+        let ids = [
+            self.base_id.clone(),
+            self.parent_id.clone(),
+            self.trace_id.clone(),
+        ];
+        RawEvent::now(
+            phase,
+            self.name.clone(),
+            ids,
+            info.map(Arc::new),
+            self.service,
+        )
+    }
+}
+
 /// Opens a foreign element under the current one, records its start and
 /// enters it (see [`enter_foreign`]). `None` when no profiler is active.
 #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
@@ -656,30 +711,21 @@ pub(crate) fn start_foreign(name: Name, info: Option<Value>) -> Option<ForeignEl
         let ctx = s.context.as_mut()?;
         let element = ForeignElement {
             name,
-            base_id: ctx.stack[0].clone(),
-            parent_id: ctx.stack[ctx.stack.len() - 1].clone(),
+            base_id: ctx.base_id.clone(),
+            parent_id: ctx.current_id().clone(),
             trace_id: Id::from_u128(s.rng.uuid4()),
             service: ctx.service,
         };
         ctx.foreign.push(Foreign {
-            depth: ctx.open.len(),
+            depth: ctx.frames.len(),
             entries: 1,
         });
-        ctx.stack.push(element.trace_id.clone());
-        ctx.open.push(Open::elsewhere(element.name.clone()));
+        ctx.frames.push(Frame::elsewhere(
+            element.trace_id.clone(),
+            element.name.clone(),
+        ));
         if collector::is_recording() {
-            let event = RawEvent {
-                phase: Phase::Start,
-                name: element.name.clone(),
-                base_id: element.base_id.clone(),
-                parent_id: element.parent_id.clone(),
-                trace_id: element.trace_id.clone(),
-                at: minstant::Instant::now(),
-                info: info.map(Arc::new),
-                stopped: false,
-                stop_at: minstant::Instant::ZERO,
-                service: element.service,
-            };
+            let event = element.event(Phase::Start, info);
             s.buffer.push(event);
         }
         Some(element)
@@ -695,18 +741,20 @@ pub(crate) fn enter_foreign(element: &ForeignElement) {
         let Some(ctx) = s.context.as_mut() else {
             return;
         };
-        if ctx.stack[0] != element.base_id {
+        if ctx.base_id != element.base_id {
             return;
         }
         match ctx.find_foreign(&element.trace_id) {
             Some(f) => ctx.foreign[f].entries = ctx.foreign[f].entries.saturating_add(1),
             None => {
                 ctx.foreign.push(Foreign {
-                    depth: ctx.open.len(),
+                    depth: ctx.frames.len(),
                     entries: 1,
                 });
-                ctx.stack.push(element.trace_id.clone());
-                ctx.open.push(Open::elsewhere(element.name.clone()));
+                ctx.frames.push(Frame::elsewhere(
+                    element.trace_id.clone(),
+                    element.name.clone(),
+                ));
             }
         }
     });
@@ -737,21 +785,10 @@ pub(crate) fn record_stop(element: &ForeignElement, info: Option<Value>) {
         return;
     }
     with_state(|s| {
-        let event = RawEvent {
-            phase: Phase::Stop,
-            name: element.name.clone(),
-            base_id: element.base_id.clone(),
-            parent_id: element.parent_id.clone(),
-            trace_id: element.trace_id.clone(),
-            at: minstant::Instant::now(),
-            info: info.map(Arc::new),
-            stopped: false,
-            stop_at: minstant::Instant::ZERO,
-            service: element.service,
-        };
+        let event = element.event(Phase::Stop, info);
         // Nothing may hand this thread's buffer over soon when it has no
         // open elements of its own (a span dropped on an idle thread).
-        let idle = s.context.as_ref().map_or(true, |c| c.open.is_empty());
+        let idle = s.context.as_ref().map_or(true, |c| c.frames.is_empty());
         s.buffer.push(event);
         if idle {
             s.buffer.hand_over();

@@ -4,6 +4,7 @@
 //! collector thread calls [`Driver::notify_events`] with batches; the CLI and
 //! reports call the read side.
 
+mod discard;
 mod memory;
 #[cfg(feature = "messaging")]
 pub mod messaging;
@@ -34,6 +35,7 @@ pub use self::redis::RedisDriver;
 pub use self::sql::SqlDriver;
 #[cfg(feature = "sqlite")]
 pub use self::sqlite::SqliteDriver;
+pub use discard::DiscardDriver;
 pub use memory::MemoryDriver;
 
 use crate::config::ProfilerConfig;

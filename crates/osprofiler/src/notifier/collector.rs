@@ -253,6 +253,17 @@ struct Collector {
     retry_at: Option<Instant>,
 }
 
+/// Whether the events of `records`, each carried stop taken out after its
+/// start, already come in time order.
+fn split_in_order(records: &[RawEvent]) -> bool {
+    let mut last = minstant::Instant::ZERO;
+    records.iter().all(|r| {
+        let in_order = r.at >= last;
+        last = if r.stopped { r.stop_at } else { r.at };
+        in_order && (!r.stopped || r.stop_at >= r.at)
+    })
+}
+
 impl Collector {
     fn new(receiver: Receiver<Message>) -> Collector {
         Collector {
@@ -342,22 +353,32 @@ impl Collector {
                 // driver gets every event in the order it happened, as
                 // Python sends them. A batch is one thread's, nearly in
                 // order already: the stable sort only merges runs.
-                let mut ordered = std::mem::take(&mut self.scratch);
-                for mut event in events.drain(..) {
-                    let stop = event.split_stop();
-                    ordered.push(event);
-                    ordered.extend(stop);
+                let count = events.iter().map(RawEvent::notifications).sum();
+                self.pending.reserve(count);
+                if split_in_order(&events) {
+                    // The common case (elements stopped before the next one
+                    // starts): no sort, and each record moves once.
+                    for mut event in events.drain(..) {
+                        let stop = event.split_stop();
+                        self.push_recorded(event);
+                        if let Some(stop) = stop {
+                            self.push_recorded(stop);
+                        }
+                    }
+                } else {
+                    let mut ordered = std::mem::take(&mut self.scratch);
+                    for mut event in events.drain(..) {
+                        let stop = event.split_stop();
+                        ordered.push(event);
+                        ordered.extend(stop);
+                    }
+                    ordered.sort_by_key(|e| e.at);
+                    for event in ordered.drain(..) {
+                        self.push_recorded(event);
+                    }
+                    self.scratch = ordered;
                 }
                 recycle(events);
-                ordered.sort_by_key(|e| e.at);
-                self.pending.reserve(ordered.len());
-                for event in ordered.drain(..) {
-                    // Only the clock is converted here; text is made by the
-                    // driver that needs it.
-                    let micros = (event.at.as_unix_nanos(&self.anchor) / 1_000) as i64;
-                    self.pending.push_back(Event::recorded(event, micros));
-                }
-                self.scratch = ordered;
             }
             Message::Payloads(payloads) => {
                 self.pending.extend(payloads.into_iter().map(Event::from));
@@ -372,6 +393,14 @@ impl Collector {
             }
             Message::Flush(ack, deadline) => self.flushes.push((ack, deadline)),
         }
+    }
+
+    /// Queues one recorded event. Only the clock is converted here; text
+    /// is made by the driver that needs it.
+    #[inline]
+    fn push_recorded(&mut self, event: RawEvent) {
+        let micros = (event.at.as_unix_nanos(&self.anchor) / 1_000) as i64;
+        self.pending.push_back(Event::recorded(event, micros));
     }
 
     /// Re-reads the wall clock now and then so timestamps follow NTP
@@ -410,7 +439,11 @@ impl Collector {
             let Some(driver) = self.services.get(&tag).or(self.driver.as_ref()).cloned() else {
                 return;
             };
-            let chunk = &self.pending.make_contiguous()[..n];
+            // The front run, without `make_contiguous`: moving the whole
+            // queue whenever it wraps costs more than a shorter batch.
+            let (front, _) = self.pending.as_slices();
+            let n = n.min(front.len());
+            let chunk = &front[..n];
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 driver.notify_events(chunk)
             }));
