@@ -32,7 +32,7 @@ mod future;
 mod layer;
 
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::task::{Context as TaskContext, Poll};
 
 use http::header::HeaderName;
@@ -204,15 +204,31 @@ fn traceparent<B>(request: &Request<B>) -> Option<TraceParent> {
 /// Python's `request` info: path, query, method, scheme, in that order;
 /// `traceparent` after them when given.
 fn request_info<B>(request: &Request<B>, traceparent: Option<String>) -> Value {
+    // Maps cloned from prebuilt ones with the same keys: a clone copies
+    // their hash index, where inserting would hash every key again.
+    static TEMPLATES: OnceLock<(Map<String, Value>, Map<String, Value>)> = OnceLock::new();
+    let (info_template, fields_template) = TEMPLATES.get_or_init(|| {
+        let keys = |keys: &[&str]| keys.iter().map(|k| (k.to_string(), Value::Null)).collect();
+        (
+            keys(&["request"]),
+            keys(&["path", "query", "method", "scheme"]),
+        )
+    });
     let uri = request.uri();
-    // Sized up front: growing a map rehashes it and moves its entries.
-    let mut fields = Map::with_capacity(4 + usize::from(traceparent.is_some()));
-    fields.insert("path".into(), percent_decode(uri.path()).into());
-    fields.insert("query".into(), uri.query().unwrap_or("").into());
-    fields.insert("method".into(), request.method().as_str().into());
-    fields.insert("scheme".into(), uri.scheme_str().unwrap_or("http").into());
-    let mut info = Map::with_capacity(2);
-    info.insert("request".into(), Value::Object(fields));
+    let mut fields = fields_template.clone();
+    let values = [
+        percent_decode(uri.path()).into(),
+        uri.query().unwrap_or("").into(),
+        request.method().as_str().into(),
+        uri.scheme_str().unwrap_or("http").into(),
+    ];
+    for (slot, value) in fields.values_mut().zip(values) {
+        *slot = value;
+    }
+    let mut info = info_template.clone();
+    if let Some(slot) = info.values_mut().next() {
+        *slot = Value::Object(fields);
+    }
     if let Some(tp) = traceparent {
         info.insert("traceparent".into(), tp.into());
     }
@@ -277,7 +293,25 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::percent_decode;
+    use super::{percent_decode, request_info};
+
+    #[test]
+    fn request_info_keeps_pythons_key_order() {
+        let request = http::Request::builder()
+            .method("POST")
+            .uri("https://h/a%20b?x=1")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            serde_json::to_string(&request_info(&request, None)).unwrap(),
+            r#"{"request":{"path":"/a b","query":"x=1","method":"POST","scheme":"https"}}"#
+        );
+        let request = http::Request::builder().uri("/").body(()).unwrap();
+        assert_eq!(
+            serde_json::to_string(&request_info(&request, Some("tp".into()))).unwrap(),
+            r#"{"request":{"path":"/","query":"","method":"GET","scheme":"http"},"traceparent":"tp"}"#
+        );
+    }
 
     #[test]
     fn paths_are_decoded_like_wsgi() {
