@@ -276,6 +276,7 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let Some((mut context, traceparent)) = self.trusted_context(&request) else {
             return ResponseFuture::untraced(self.inner.call(request));
