@@ -43,26 +43,59 @@ pub(crate) fn max_trace_events() -> u32 {
 }
 
 /// Cuts every string in `info` (keys included) longer than
-/// [`max_info_bytes`]. Nesting is walked with an explicit stack, so a
+/// [`max_info_bytes`]. Deep nesting is walked with an explicit stack, so a
 /// deeply nested value cannot overflow the thread's stack.
 pub(crate) fn truncate_info(info: &mut Value) {
-    let max = max_info_bytes();
+    truncate_shallow(info, max_info_bytes(), 0);
+}
+
+/// How deep [`truncate_shallow`] recurses before handing a subtree to
+/// [`truncate_deep`]. Most infos are two or three levels deep, and
+/// recursion needs no allocation, unlike the explicit stack.
+const RECURSION_LIMIT: u32 = 16;
+
+fn truncate_shallow(value: &mut Value, max: usize, depth: u32) {
+    if depth == RECURSION_LIMIT {
+        return truncate_deep(value, max);
+    }
+    match value {
+        Value::String(s) => truncate_string(s, max),
+        Value::Array(items) => {
+            for item in items {
+                truncate_shallow(item, max, depth + 1);
+            }
+        }
+        Value::Object(map) => {
+            truncate_keys(map, max);
+            for item in map.values_mut() {
+                truncate_shallow(item, max, depth + 1);
+            }
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
+fn truncate_deep(info: &mut Value, max: usize) {
     let mut todo = vec![info];
     while let Some(value) = todo.pop() {
         match value {
             Value::String(s) => truncate_string(s, max),
             Value::Array(items) => todo.extend(items.iter_mut()),
             Value::Object(map) => {
-                if map.keys().any(|k| k.len() > max) {
-                    let entries = std::mem::take(map);
-                    for (mut key, value) in entries {
-                        truncate_string(&mut key, max);
-                        map.insert(key, value);
-                    }
-                }
+                truncate_keys(map, max);
                 todo.extend(map.values_mut());
             }
             Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+}
+
+fn truncate_keys(map: &mut serde_json::Map<String, Value>, max: usize) {
+    if map.keys().any(|k| k.len() > max) {
+        let entries = std::mem::take(map);
+        for (mut key, value) in entries {
+            truncate_string(&mut key, max);
+            map.insert(key, value);
         }
     }
 }

@@ -19,6 +19,8 @@ use crate::profiler::id::{Id, Rng};
 
 /// Events gathered on a thread before they are handed over as one batch.
 pub(crate) const LOCAL_BATCH: usize = 256;
+/// Smallest buffer taken after a short batch.
+const SMALL_BATCH: usize = 8;
 
 /// The name of a trace point (`wsgi`, `db`, `rpc`, ...).
 ///
@@ -302,16 +304,25 @@ struct ThreadState {
 /// Events recorded on this thread and not yet handed over.
 struct Buffer {
     /// Unallocated between batches, so an idle thread holds no buffer; a
-    /// recording thread takes a full-size one from the collector's pool,
-    /// so pushes never reallocate.
+    /// recording thread takes one from the collector (see `next_capacity`).
     events: Vec<RawEvent>,
     /// This buffer's process-unique id (see [`Slot`]); 0 before the first.
     id: u64,
+    /// Capacity of the next buffer: full size (from the collector's pool,
+    /// so pushes do not reallocate) unless the last batch was short. A
+    /// thread handing over each request's few events would otherwise
+    /// allocate a full-size buffer per request whenever the pool is empty.
+    next_capacity: usize,
 }
 
 impl Buffer {
     fn hand_over(&mut self) {
         if !self.events.is_empty() {
+            self.next_capacity = self
+                .events
+                .len()
+                .next_power_of_two()
+                .clamp(SMALL_BATCH, LOCAL_BATCH);
             collector::submit(std::mem::take(&mut self.events));
         }
     }
@@ -328,7 +339,7 @@ impl Buffer {
     #[inline(always)]
     fn push_with(&mut self, event: impl FnOnce() -> RawEvent) -> Slot {
         if self.events.capacity() == 0 {
-            self.events = collector::empty_buffer();
+            self.events = collector::empty_buffer(self.next_capacity);
             self.id = collector::next_buffer_id();
         }
         let slot = Slot {
@@ -384,7 +395,7 @@ thread_local! {
     static STATE: RefCell<ThreadState> = const {
         RefCell::new(ThreadState {
             context: None,
-            buffer: Buffer { events: Vec::new(), id: 0 },
+            buffer: Buffer { events: Vec::new(), id: 0, next_capacity: LOCAL_BATCH },
             rng: Rng::unseeded(),
         })
     };

@@ -74,10 +74,15 @@ static POOL: Mutex<Vec<Vec<RawEvent>>> = Mutex::new(Vec::new());
 /// Most buffers kept in [`POOL`] (each `LOCAL_BATCH` events).
 const POOL_SIZE: usize = 64;
 
-/// An empty buffer of `LOCAL_BATCH` events for a caller thread: one the
+/// An empty buffer for a caller thread. Of `LOCAL_BATCH` events: one the
 /// collector has emptied when there is one, so recording neither
-/// reallocates nor, in a steady state, allocates.
-pub(crate) fn empty_buffer() -> Vec<RawEvent> {
+/// reallocates nor, in a steady state, allocates. Smaller (a thread that
+/// hands over a few events per request): a fresh one, as the pool keeps
+/// only full-size buffers.
+pub(crate) fn empty_buffer(capacity: usize) -> Vec<RawEvent> {
+    if capacity < LOCAL_BATCH {
+        return Vec::with_capacity(capacity);
+    }
     POOL.lock()
         .ok()
         .and_then(|mut pool| pool.pop())

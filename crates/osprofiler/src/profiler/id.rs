@@ -39,10 +39,9 @@ impl Id {
     /// uppercase hex with dashes); keeps it as text otherwise, so the string
     /// written back out is always the string that came in.
     pub fn from_text(text: &str) -> Id {
-        match parse_canonical_uuid(text) {
-            // Only the lowercase text is what formatting the value gives back.
-            Some(value) if !text.bytes().any(|b| b.is_ascii_uppercase()) => Id::from_u128(value),
-            _ => Id::Text(Arc::from(text)),
+        match parse_lowercase_uuid(text) {
+            Some([hi, lo]) => Id::Uuid([hi, lo]),
+            None => Id::Text(Arc::from(text)),
         }
     }
 
@@ -168,22 +167,27 @@ pub(crate) fn write_uuid(value: u128, buf: &mut [u8; 36]) -> &str {
     std::str::from_utf8(buf).unwrap_or_default()
 }
 
-fn parse_canonical_uuid(text: &str) -> Option<u128> {
-    let bytes = text.as_bytes();
-    if bytes.len() != 36 {
+/// The two halves of a canonical uuid written in lowercase: the only
+/// texts that formatting the value gives back unchanged.
+fn parse_lowercase_uuid(text: &str) -> Option<[u64; 2]> {
+    let b = text.as_bytes();
+    if b.len() != 36 || b[8] != b'-' || b[13] != b'-' || b[18] != b'-' || b[23] != b'-' {
         return None;
     }
-    let mut value: u128 = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        if matches!(i, 8 | 13 | 18 | 23) {
-            if b != b'-' {
-                return None;
-            }
-            continue;
-        }
-        value = (value << 4) | u128::from(hex_value(b)?);
+    // Per half, not per u128: 64-bit shifts are single instructions.
+    fn digits(acc: u64, run: &[u8]) -> Option<u64> {
+        run.iter().try_fold(acc, |acc, &c| {
+            let v = match c {
+                b'0'..=b'9' => c - b'0',
+                b'a'..=b'f' => c - b'a' + 10,
+                _ => return None,
+            };
+            Some((acc << 4) | u64::from(v))
+        })
     }
-    Some(value)
+    let hi = digits(digits(digits(0, &b[0..8])?, &b[9..13])?, &b[14..18])?;
+    let lo = digits(digits(0, &b[19..23])?, &b[24..36])?;
+    Some([hi, lo])
 }
 
 fn hex_value(b: u8) -> Option<u8> {
@@ -294,6 +298,21 @@ mod tests {
         let upper = text.to_uppercase();
         assert_eq!(Id::from_text(&upper).to_string(), upper);
         assert!(matches!(Id::from_text("1"), Id::Text(_)));
+        // Anything but the canonical lowercase layout stays text.
+        for other in [
+            "0f2b6a3c-1d4e-4f5a-8b6c-7d8e9f0a1b2C",
+            "0f2b6a3c1d4e-4f5a-8b6c-7d8e9f0a1b2c-",
+            "0f2b6a3c-1d4e-4f5a-8b6c-7d8e9f0a1b2g",
+            "{0f2b6a3c-1d4e-4f5a-8b6c-7d8e9f0a1b}",
+            "0f2b6a3c-1d4e-4f5a-8b6c-7d8e9f0a1b2cc",
+            "0f2b6a3c-1d4e-4f5a-8b6c+7d8e9f0a1b2c",
+        ] {
+            let id = Id::from_text(other);
+            assert!(matches!(id, Id::Text(_)), "{other}");
+            assert_eq!(id.to_string(), other);
+        }
+        let max = "ffffffff-ffff-ffff-ffff-ffffffffffff";
+        assert_eq!(Id::from_text(max).as_u128(), Some(u128::MAX));
     }
 
     #[test]

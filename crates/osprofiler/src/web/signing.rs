@@ -1,8 +1,12 @@
 //! `signed_pack` / `signed_unpack`: the signed trace headers of Python's
 //! `osprofiler._utils`, accepting exactly what Python accepts.
 
+use std::borrow::Cow;
+use std::fmt;
+
 use base64::Engine;
 use hmac::{Hmac, Mac};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 use sha1::Sha1;
 
@@ -107,6 +111,30 @@ pub fn signed_unpack<K: AsRef<str>>(
     hmac_data: Option<&str>,
     hmac_keys: &[K],
 ) -> Option<TraceInfo> {
+    unpack_with(data, hmac_data, hmac_keys, |ids| TraceInfo {
+        base_id: ids.base_id.to_owned(),
+        parent_id: ids.parent_id.map(str::to_owned),
+        hmac_key: hmac_keys[ids.key].as_ref().to_owned(),
+    })
+}
+
+/// The ids of trusted headers, borrowed from the decoded header.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TrustedIds<'a> {
+    pub(crate) base_id: &'a str,
+    pub(crate) parent_id: Option<&'a str>,
+    /// Index of the key that validated the signature.
+    pub(crate) key: usize,
+}
+
+/// [`signed_unpack`] without its allocations: the same checks, then `f`
+/// gets the ids borrowed from a scratch buffer.
+pub(crate) fn unpack_with<K: AsRef<str>, R>(
+    data: Option<&str>,
+    hmac_data: Option<&str>,
+    hmac_keys: &[K],
+    f: impl FnOnce(TrustedIds<'_>) -> R,
+) -> Option<R> {
     let data = data.filter(|d| !d.is_empty() && d.len() <= MAX_HEADER_LEN)?;
     let hmac_data = hmac_data?.trim_matches(is_python_whitespace);
     if hmac_data.is_empty() || hmac_keys.is_empty() {
@@ -117,38 +145,34 @@ pub fn signed_unpack<K: AsRef<str>>(
     let signature = parse_lowercase_hex(hmac_data)?;
     let key = hmac_keys
         .iter()
-        .map(AsRef::as_ref)
-        .find(|key| hmac_matches(data.as_bytes(), key, &signature))?;
-    let decoded = python_urlsafe_b64decode(data)?;
-    let text = std::str::from_utf8(&decoded).ok()?;
-    let Value::Object(fields) = serde_json::from_str::<Value>(text).ok()? else {
-        return None;
-    };
-    let mut base_id = None;
-    let mut parent_id = None;
-    for (name, value) in fields {
-        match name.as_str() {
-            "base_id" => base_id = Some(value),
-            "parent_id" => parent_id = Some(value),
-            // Python overwrites it with the validating key.
-            "hmac_key" => {}
-            _ => return None,
+        .position(|key| hmac_matches(data.as_bytes(), key.as_ref(), &signature))?;
+    // A header made by `signed_pack` decodes to about 100 bytes: decode it
+    // on the stack, and only anything longer or non-canonical on the heap.
+    let mut scratch = [0u8; 256];
+    let heap;
+    let decoded = match base64::engine::general_purpose::URL_SAFE.decode_slice(data, &mut scratch) {
+        Ok(len) => &scratch[..len],
+        Err(_) => {
+            heap = python_urlsafe_b64decode(data)?;
+            &heap[..]
         }
-    }
-    let base_id = match base_id? {
-        Value::String(s) => s,
-        _ => return None,
     };
-    let parent_id = match parent_id {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s),
-        Some(_) => return None,
+    let text = std::str::from_utf8(decoded).ok()?;
+    let fields: HeaderFields<'_> = serde_json::from_str(text).ok()?;
+    let base_id = match fields.base_id? {
+        IdField::Text(s) => s,
+        IdField::Null | IdField::Other => return None,
     };
-    Some(TraceInfo {
-        base_id,
-        parent_id,
-        hmac_key: key.to_string(),
-    })
+    let parent_id = match fields.parent_id {
+        None | Some(IdField::Null) => None,
+        Some(IdField::Text(s)) => Some(s),
+        Some(IdField::Other) => return None,
+    };
+    Some(f(TrustedIds {
+        base_id: &base_id,
+        parent_id: parent_id.as_deref(),
+        key,
+    }))
 }
 
 /// Whether `signature` is the HMAC-SHA1 of `data` under `key`, compared in
@@ -252,6 +276,173 @@ fn sextet(c: u8) -> Option<u8> {
     }
 }
 
+// --- The JSON object of `X-Trace-Info` ---
+//
+// Read with serde visitors instead of into a `Value`: no map, no key
+// strings, ids borrowed from the text unless they hold escapes. What it
+// accepts is what parsing into a `Value` and then checking the keys
+// accepts: every value is parsed in full (so `\ud800`, `NaN` or 128+
+// levels of nesting anywhere still refuse the header), and of duplicate
+// keys the last one counts, as in Python's `json.loads`.
+
+/// The fields that matter; any key but these three refuses the header.
+#[derive(Default)]
+struct HeaderFields<'a> {
+    base_id: Option<IdField<'a>>,
+    parent_id: Option<IdField<'a>>,
+}
+
+/// What an id field held.
+enum IdField<'a> {
+    Text(Cow<'a, str>),
+    Null,
+    /// A number, a boolean, an array or an object.
+    Other,
+}
+
+enum FieldName {
+    BaseId,
+    ParentId,
+    HmacKey,
+}
+
+impl<'de> Deserialize<'de> for HeaderFields<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> Visitor<'de> for Fields {
+            type Value = HeaderFields<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a trace info object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut fields = HeaderFields::default();
+                while let Some(name) = map.next_key::<FieldName>()? {
+                    match name {
+                        FieldName::BaseId => fields.base_id = Some(map.next_value()?),
+                        FieldName::ParentId => fields.parent_id = Some(map.next_value()?),
+                        // Python overwrites it with the validating key.
+                        FieldName::HmacKey => {
+                            map.next_value::<AnyJson>()?;
+                        }
+                    }
+                }
+                Ok(fields)
+            }
+        }
+        deserializer.deserialize_map(Fields)
+    }
+}
+
+impl<'de> Deserialize<'de> for FieldName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl Visitor<'_> for Name {
+            type Value = FieldName;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("base_id, parent_id or hmac_key")
+            }
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<FieldName, E> {
+                match name {
+                    "base_id" => Ok(FieldName::BaseId),
+                    "parent_id" => Ok(FieldName::ParentId),
+                    "hmac_key" => Ok(FieldName::HmacKey),
+                    _ => Err(E::custom("unexpected key")),
+                }
+            }
+        }
+        deserializer.deserialize_identifier(Name)
+    }
+}
+
+impl<'de> Deserialize<'de> for IdField<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Field;
+        impl<'de> Visitor<'de> for Field {
+            type Value = IdField<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(IdField::Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(IdField::Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(IdField::Text(Cow::Owned(v)))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(IdField::Null)
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(IdField::Other)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(IdField::Other)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(IdField::Other)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(IdField::Other)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                AnyJson.visit_seq(seq).map(|_| IdField::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                AnyJson.visit_map(map).map(|_| IdField::Other)
+            }
+        }
+        deserializer.deserialize_any(Field)
+    }
+}
+
+/// Any JSON value, checked as strictly as parsing it into a `Value` does
+/// (unlike `IgnoredAny`, which lets serde_json skip strings unchecked),
+/// and then dropped.
+struct AnyJson;
+
+impl<'de> Deserialize<'de> for AnyJson {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(AnyJson)
+    }
+}
+
+impl<'de> Visitor<'de> for AnyJson {
+    type Value = AnyJson;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<AnyJson, E> {
+        Ok(AnyJson)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<AnyJson, E> {
+        Ok(AnyJson)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<AnyJson, E> {
+        Ok(AnyJson)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<AnyJson, E> {
+        Ok(AnyJson)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<AnyJson, E> {
+        Ok(AnyJson)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<AnyJson, E> {
+        Ok(AnyJson)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<AnyJson, A::Error> {
+        while seq.next_element::<AnyJson>()?.is_some() {}
+        Ok(AnyJson)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AnyJson, A::Error> {
+        while map.next_key::<AnyJson>()?.is_some() {
+            map.next_value::<AnyJson>()?;
+        }
+        Ok(AnyJson)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,6 +506,98 @@ mod tests {
                 "{payload}"
             );
         }
+    }
+
+    /// What `signed_unpack` did before it read the JSON with visitors:
+    /// parse into a `Value`, then check the keys.
+    fn via_value(text: &str) -> Option<(String, Option<String>)> {
+        let Value::Object(fields) = serde_json::from_str::<Value>(text).ok()? else {
+            return None;
+        };
+        let mut base_id = None;
+        let mut parent_id = None;
+        for (name, value) in fields {
+            match name.as_str() {
+                "base_id" => base_id = Some(value),
+                "parent_id" => parent_id = Some(value),
+                "hmac_key" => {}
+                _ => return None,
+            }
+        }
+        let base_id = match base_id? {
+            Value::String(s) => s,
+            _ => return None,
+        };
+        let parent_id = match parent_id {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s),
+            Some(_) => return None,
+        };
+        Some((base_id, parent_id))
+    }
+
+    #[test]
+    fn json_reading_accepts_what_a_value_parse_accepts() {
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        let texts = [
+            r#"{"base_id": "b", "parent_id": "p"}"#.to_string(),
+            r#"{"base_id": "b"}"#.into(),
+            r#"{"base_id": "b", "parent_id": null}"#.into(),
+            r#"{"base_id": null}"#.into(),
+            r#"{"base_id": 5}"#.into(),
+            r#"{"base_id": "b", "parent_id": 5}"#.into(),
+            r#"{"base_id": "b", "parent_id": [1, {"a": "\ud800"}]}"#.into(),
+            r#"{"base_id": "b", "parent_id": {"x": [true, false, null, 1.5e3]}}"#.into(),
+            r#"{"base_id": "b", "hmac_key": "x"}"#.into(),
+            r#"{"base_id": "b", "hmac_key": {"deep": [1, 2, "\u00e9"]}}"#.into(),
+            r#"{"base_id": "b", "hmac_key": "\ud800"}"#.into(),
+            r#"{"base_id": "b", "hmac_key": 1e400}"#.into(),
+            r#"{"base_id": "b", "hmac_key": NaN}"#.into(),
+            r#"{"base_id": "b", "extra": 1}"#.into(),
+            r#"{"base_id": 5, "base_id": "b"}"#.into(),
+            r#"{"base_id": "b", "base_id": 5}"#.into(),
+            r#"{"base_id": "a", "parent_id": 1, "parent_id": "p"}"#.into(),
+            r#"{"base\u005fid": "escaped key"}"#.into(),
+            r#"{"base_id": "\u00e9\ud83d\ude00\n"}"#.into(),
+            r#"{"base_id": "\ud800"}"#.into(),
+            r#"{"base_id": "\udc00\ud800"}"#.into(),
+            r#" {"base_id" : "b" } "#.into(),
+            r#"{"base_id": "b"} x"#.into(),
+            r#"{"base_id": "b",}"#.into(),
+            r#"{"base_id": "b""#.into(),
+            r#"["base_id"]"#.into(),
+            r#""base_id""#.into(),
+            "{}".into(),
+            "".into(),
+            "null".into(),
+            format!(r#"{{"base_id": "b", "hmac_key": {}}}"#, deep(126)),
+            format!(r#"{{"base_id": "b", "hmac_key": {}}}"#, deep(127)),
+            format!(r#"{{"base_id": "b", "hmac_key": {}}}"#, deep(128)),
+            format!(r#"{{"base_id": "b", "parent_id": {}}}"#, deep(127)),
+            format!(r#"{{"base_id": "b", "parent_id": {}}}"#, deep(200)),
+        ];
+        for text in &texts {
+            let data = base64::engine::general_purpose::URL_SAFE.encode(text);
+            let sig = generate_hmac(data.as_bytes(), "k");
+            let got = signed_unpack(Some(&data), Some(&sig), &["k"])
+                .map(|info| (info.base_id, info.parent_id));
+            assert_eq!(got, via_value(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn long_headers_decode_on_the_heap() {
+        let long = "x".repeat(2000);
+        let (data, sig) = signed_pack(&map(json!({"base_id": long, "parent_id": "p"})), Some("k"));
+        let info = signed_unpack(Some(&data), sig.as_deref(), &["k"]).unwrap();
+        assert_eq!(info.base_id, long);
+        // Not canonical base64 (whitespace inside): the lenient decoder.
+        let (data, sig) = signed_pack(&map(json!({"base_id": "b"})), Some("k"));
+        let spaced = format!("{} {}", &data[..4], &data[4..]);
+        let sig_spaced = generate_hmac(spaced.as_bytes(), "k");
+        assert!(sig.is_some());
+        let info = signed_unpack(Some(&spaced), Some(&sig_spaced), &["k"]).unwrap();
+        assert_eq!(info.base_id, "b");
     }
 
     #[test]

@@ -66,10 +66,15 @@ where
         };
         let outer = local::swap_context(Some(context));
         let result = this.inner.poll(cx);
-        local::hand_over_pending();
         let context = local::swap_context(outer);
         match &result {
-            Poll::Pending => *this.context = context,
+            Poll::Pending => {
+                // The thread may go idle now: what the handler recorded
+                // goes out. (When ready, `finish` hands everything over
+                // once, with the `wsgi` stop completing its start record.)
+                local::hand_over_pending();
+                *this.context = context;
+            }
             Poll::Ready(outcome) => {
                 let stop_info = match outcome {
                     Ok(response) if response.status().is_server_error() => Some(error_info(
@@ -79,8 +84,9 @@ where
                     Ok(_) => None,
                     Err(error) => Some(error_info(std::any::type_name::<E>(), &error.to_string())),
                 };
-                if let Some(context) = context {
-                    finish(context, stop_info);
+                match context {
+                    Some(context) => finish(context, stop_info),
+                    None => local::hand_over_pending(),
                 }
             }
         }

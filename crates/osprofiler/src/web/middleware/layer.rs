@@ -2,8 +2,8 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
-use super::{Settings, TraceService};
-use crate::web::{split_keys, TraceparentPolicy};
+use super::{shared_keys, Settings, TraceService};
+use crate::web::TraceparentPolicy;
 
 /// Layer that continues traces from signed headers (Python's
 /// `WsgiMiddleware`). Enabled by default; [`web::enable`](super::enable) /
@@ -20,7 +20,7 @@ impl TraceLayer {
         TraceLayer {
             settings: Arc::new(Settings {
                 enabled: true,
-                hmac_keys: split_keys(hmac_keys),
+                hmac_keys: shared_keys(hmac_keys),
                 traceparent: TraceparentPolicy::Ignore,
                 service: 0,
             }),

@@ -32,20 +32,19 @@ mod future;
 mod layer;
 
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::task::{Context as TaskContext, Poll};
 
+use http::header::HeaderName;
 use http::{Request, Response};
-use serde_json::json;
+use serde_json::{Map, Value};
 use tower_service::Service;
 
 pub use future::ResponseFuture;
 pub use layer::TraceLayer;
 
-use super::{
-    otel_trace_id, signed_unpack, split_keys, TraceParent, TraceparentPolicy, TRACEPARENT,
-    X_TRACE_HMAC, X_TRACE_INFO,
-};
+use super::signing::unpack_with;
+use super::{otel_trace_id, TraceParent, TraceparentPolicy, TRACEPARENT};
 use crate::local::{self, Context};
 use crate::profiler::Id;
 
@@ -54,14 +53,28 @@ const ENABLED: u8 = 1;
 const DISABLED: u8 = 2;
 
 static GLOBAL_STATE: AtomicU8 = AtomicU8::new(UNSET);
-static GLOBAL_KEYS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+static GLOBAL_KEYS: RwLock<Vec<Arc<str>>> = RwLock::new(Vec::new());
+
+// Looked up by `HeaderName`: a `&str` name is parsed and lowercased on
+// every lookup, which cost more than the rest of an untraced request.
+static TRACE_INFO: HeaderName = HeaderName::from_static("x-trace-info");
+static TRACE_HMAC: HeaderName = HeaderName::from_static("x-trace-hmac");
+
+/// The keys of a comma-separated list, shared by every request they
+/// validate.
+fn shared_keys(hmac_keys: &str) -> Vec<Arc<str>> {
+    super::split_keys(hmac_keys)
+        .into_iter()
+        .map(Arc::from)
+        .collect()
+}
 
 /// Turns the middleware on everywhere, overriding each layer's own
 /// `enabled`; `hmac_keys` (comma-separated) replaces the layers' keys
 /// when not empty (Python's `web.enable`).
 pub fn enable(hmac_keys: &str) {
     if let Ok(mut keys) = GLOBAL_KEYS.write() {
-        *keys = split_keys(hmac_keys);
+        *keys = shared_keys(hmac_keys);
     }
     GLOBAL_STATE.store(ENABLED, Ordering::Release);
 }
@@ -83,7 +96,7 @@ pub fn reset_global() {
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub(crate) enabled: bool,
-    pub(crate) hmac_keys: Vec<String>,
+    pub(crate) hmac_keys: Vec<Arc<str>>,
     pub(crate) traceparent: TraceparentPolicy,
     /// Tag of the service whose driver gets this layer's traces (0: the
     /// default driver).
@@ -114,7 +127,7 @@ impl<S> TraceService<S> {
         }
         let policy = self.settings.traceparent;
         // The common untraced request stops here, after one header lookup.
-        let Some(info) = request.headers().get(X_TRACE_INFO) else {
+        let Some(info) = request.headers().get(&TRACE_INFO) else {
             return match policy {
                 TraceparentPolicy::AlwaysOn => self.traceparent_context(request),
                 _ => None,
@@ -122,25 +135,28 @@ impl<S> TraceService<S> {
         };
         let hmac = request
             .headers()
-            .get(X_TRACE_HMAC)
+            .get(&TRACE_HMAC)
             .and_then(|v| v.to_str().ok());
-        let trace = info
-            .to_str()
-            .ok()
-            .and_then(|info| self.with_keys(|keys| signed_unpack(Some(info), hmac, keys)));
-        let Some(trace) = trace else {
+        let trace = info.to_str().ok().and_then(|info| {
+            self.with_keys(|keys| {
+                unpack_with(Some(info), hmac, keys, |ids| {
+                    let base = match ids.base_id {
+                        "" => Id::random(),
+                        text => Id::from_text(text),
+                    };
+                    let parent = match ids.parent_id {
+                        None | Some("") => base.clone(),
+                        Some(text) => Id::from_text(text),
+                    };
+                    (base, parent, keys[ids.key].clone())
+                })
+            })
+        });
+        let Some((base, parent, key)) = trace else {
             return match policy {
                 TraceparentPolicy::AlwaysOn => self.traceparent_context(request),
                 _ => None,
             };
-        };
-        let base = match trace.base_id.as_str() {
-            "" => Id::random(),
-            text => Id::from_text(text),
-        };
-        let parent = match trace.parent_id.as_deref() {
-            None | Some("") => base.clone(),
-            Some(text) => Id::from_text(text),
         };
         // A traceparent may only refine a trusted trace, never redirect it.
         let traceparent = match policy {
@@ -149,10 +165,7 @@ impl<S> TraceService<S> {
                 .filter(|tp| tp.trace_id == otel_trace_id(&base.to_string()))
                 .map(|tp| tp.to_string()),
         };
-        Some((
-            Context::new(Arc::from(trace.hmac_key), base, parent),
-            traceparent,
-        ))
+        Some((Context::new(key, base, parent), traceparent))
     }
 
     /// A new trace continuing the request's `traceparent`
@@ -160,18 +173,15 @@ impl<S> TraceService<S> {
     /// parent span as the parent element, the first key to sign further.
     fn traceparent_context<B>(&self, request: &Request<B>) -> Option<(Context, Option<String>)> {
         let tp = traceparent(request)?;
-        let key = self.with_keys(|keys| keys.first().cloned().unwrap_or_default());
+        let key = self.with_keys(|keys| keys.first().cloned().unwrap_or_else(|| Arc::from("")));
         let base = Id::from_text(&tp.base_id());
         let parent = Id::from_text(&tp.parent_element_id());
-        Some((
-            Context::new(Arc::from(key), base, parent),
-            Some(tp.to_string()),
-        ))
+        Some((Context::new(key, base, parent), Some(tp.to_string())))
     }
 
     /// Runs `f` on the keys in force: the global ones when set, else the
     /// layer's.
-    fn with_keys<R>(&self, f: impl FnOnce(&[String]) -> R) -> R {
+    fn with_keys<R>(&self, f: impl FnOnce(&[Arc<str>]) -> R) -> R {
         let global_keys = GLOBAL_KEYS.read().ok().filter(|k| !k.is_empty());
         match &global_keys {
             Some(keys) => f(keys),
@@ -191,15 +201,38 @@ fn traceparent<B>(request: &Request<B>) -> Option<TraceParent> {
     TraceParent::parse(value.to_str().ok()?)
 }
 
-/// Python's `request` info: path, query, method, scheme.
-fn request_info<B>(request: &Request<B>) -> serde_json::Value {
+/// Python's `request` info: path, query, method, scheme, in that order;
+/// `traceparent` after them when given.
+fn request_info<B>(request: &Request<B>, traceparent: Option<String>) -> Value {
+    // Maps cloned from prebuilt ones with the same keys: a clone copies
+    // their hash index, where inserting would hash every key again.
+    static TEMPLATES: OnceLock<(Map<String, Value>, Map<String, Value>)> = OnceLock::new();
+    let (info_template, fields_template) = TEMPLATES.get_or_init(|| {
+        let keys = |keys: &[&str]| keys.iter().map(|k| (k.to_string(), Value::Null)).collect();
+        (
+            keys(&["request"]),
+            keys(&["path", "query", "method", "scheme"]),
+        )
+    });
     let uri = request.uri();
-    json!({"request": {
-        "path": percent_decode(uri.path()),
-        "query": uri.query().unwrap_or(""),
-        "method": request.method().as_str(),
-        "scheme": uri.scheme_str().unwrap_or("http"),
-    }})
+    let mut fields = fields_template.clone();
+    let values = [
+        percent_decode(uri.path()).into(),
+        uri.query().unwrap_or("").into(),
+        request.method().as_str().into(),
+        uri.scheme_str().unwrap_or("http").into(),
+    ];
+    for (slot, value) in fields.values_mut().zip(values) {
+        *slot = value;
+    }
+    let mut info = info_template.clone();
+    if let Some(slot) = info.values_mut().next() {
+        *slot = Value::Object(fields);
+    }
+    if let Some(tp) = traceparent {
+        info.insert("traceparent".into(), tp.into());
+    }
+    Value::Object(info)
 }
 
 /// WSGI servers hand the application a URL-decoded path.
@@ -243,15 +276,13 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let Some((mut context, traceparent)) = self.trusted_context(&request) else {
             return ResponseFuture::untraced(self.inner.call(request));
         };
         context.service = self.settings.service;
-        let mut info = request_info(&request);
-        if let (Some(tp), Some(map)) = (traceparent, info.as_object_mut()) {
-            map.insert("traceparent".into(), tp.into());
-        }
+        let info = request_info(&request, traceparent);
         // The handler may do work in `call` already: run it in the trace.
         let outer = local::swap_context(Some(context));
         local::start("wsgi".into(), Some(Arc::new(info)));
@@ -263,7 +294,25 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::percent_decode;
+    use super::{percent_decode, request_info};
+
+    #[test]
+    fn request_info_keeps_pythons_key_order() {
+        let request = http::Request::builder()
+            .method("POST")
+            .uri("https://h/a%20b?x=1")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            serde_json::to_string(&request_info(&request, None)).unwrap(),
+            r#"{"request":{"path":"/a b","query":"x=1","method":"POST","scheme":"https"}}"#
+        );
+        let request = http::Request::builder().uri("/").body(()).unwrap();
+        assert_eq!(
+            serde_json::to_string(&request_info(&request, Some("tp".into()))).unwrap(),
+            r#"{"request":{"path":"/","query":"","method":"GET","scheme":"http"},"traceparent":"tp"}"#
+        );
+    }
 
     #[test]
     fn paths_are_decoded_like_wsgi() {
