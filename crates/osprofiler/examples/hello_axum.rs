@@ -9,24 +9,8 @@
 
 use axum::routing::get;
 use axum::Router;
-use osprofiler::drivers::Driver;
-use osprofiler::notification::{Event, Notification};
+use osprofiler::drivers::DiscardDriver;
 use osprofiler::{notifier, web};
-
-#[derive(Debug)]
-struct Discard;
-
-impl Driver for Discard {
-    fn name(&self) -> &'static str {
-        "discard"
-    }
-    fn notify(&self, _: &[Notification]) -> osprofiler::Result<()> {
-        Ok(())
-    }
-    fn notify_events(&self, _: &[Event]) -> osprofiler::Result<()> {
-        Ok(())
-    }
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -34,7 +18,7 @@ fn main() {
     let port: u16 = args.iter().find_map(|a| a.parse().ok()).unwrap_or(8089);
     let mut app = Router::new().route("/", get(|| async { "hello" }));
     if layer {
-        notifier::set(Discard);
+        notifier::set(DiscardDriver);
         app = app.layer(web::TraceLayer::new("SECRET_KEY"));
     }
     let runtime = tokio::runtime::Builder::new_current_thread()

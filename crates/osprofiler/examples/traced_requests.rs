@@ -8,26 +8,10 @@
 use std::convert::Infallible;
 
 use http::{Request, Response};
-use osprofiler::drivers::Driver;
-use osprofiler::notification::{Event, Notification};
+use osprofiler::drivers::DiscardDriver;
 use osprofiler::notifier;
 use osprofiler::web::{self, TraceLayer};
 use tower::{service_fn, Layer, Service, ServiceExt};
-
-#[derive(Debug)]
-struct Discard;
-
-impl Driver for Discard {
-    fn name(&self) -> &'static str {
-        "discard"
-    }
-    fn notify(&self, _: &[Notification]) -> osprofiler::Result<()> {
-        Ok(())
-    }
-    fn notify_events(&self, _: &[Event]) -> osprofiler::Result<()> {
-        Ok(())
-    }
-}
 
 async fn hello(_: Request<()>) -> Result<Response<&'static str>, Infallible> {
     Ok(Response::new("hello"))
@@ -39,7 +23,7 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(100_000);
     let mode = std::env::args().nth(2).unwrap_or_default();
-    notifier::set(Discard);
+    notifier::set(DiscardDriver);
     let base = "5e5b5a5a-0000-4000-8000-000000000001";
     let (info, hmac) = web::trace_headers(base, base, "SECRET_KEY").expect("headers");
     let mut layered = TraceLayer::new("SECRET_KEY").layer(service_fn(hello));
