@@ -81,7 +81,8 @@ def main():
         None if not (py and ours) else py / ours >= 200)
     off = c("span/no_trace_active/osprofiler")
     py_off = grab(python, "python/no_trace_active")
-    row("no trace active", ns(off), f"Python {ns(py_off)}; fastrace {ns(c('span/no_trace_active/fastrace'))}",
+    row("no trace active", ns(off), f"Python {ns(py_off)}; fastrace {ns(c('span/no_trace_active/fastrace'))}; "
+        f"tracing {ns(c('span/no_trace_active/tracing_registry'))}",
         f"{py_off / off:.0f}x faster than Python" if py_off and off else "-", "<= 2 ns",
         None if off is None else off <= 2)
     guard = c("span/enabled/osprofiler_trace_guard")
