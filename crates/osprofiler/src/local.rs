@@ -93,7 +93,7 @@ pub(crate) struct RawEvent {
     pub(crate) base_id: Id,
     pub(crate) parent_id: Id,
     pub(crate) trace_id: Id,
-    pub(crate) at: minstant::Instant,
+    pub(crate) at: crate::clock::Instant,
     /// Behind a pointer: most events carry none, and a smaller event is
     /// cheaper to move on the hot path. Shared so that a call site whose
     /// info never changes (`#[trace]` on a function without arguments)
@@ -104,7 +104,7 @@ pub(crate) struct RawEvent {
     pub(crate) stopped: bool,
     /// Meaningful when `stopped`. (Not an `Option`: that would take the
     /// record over 128 bytes, which pushes copy by a `memcpy` call.)
-    pub(crate) stop_at: minstant::Instant,
+    pub(crate) stop_at: crate::clock::Instant,
     /// Which registered service recorded it (0: the process's default).
     pub(crate) service: u16,
 }
@@ -298,7 +298,7 @@ impl Buffer {
     /// still here, as an event of its own otherwise.
     #[inline(always)]
     fn stop(&mut self, start: Slot, info: Option<Value>, event: impl FnOnce() -> RawEvent) {
-        let at = minstant::Instant::now();
+        let at = crate::clock::Instant::now();
         match self.unstopped_start(start).filter(|_| info.is_none()) {
             Some(record) => {
                 record.stopped = true;
@@ -442,10 +442,10 @@ pub(crate) fn start(name: Name, mut info: Option<Arc<Value>>) -> bool {
                 base_id: ctx.stack[0].clone(),
                 parent_id: ctx.stack[ctx.stack.len() - 1].clone(),
                 trace_id: trace_id.clone(),
-                at: minstant::Instant::now(),
+                at: crate::clock::Instant::now(),
                 info,
                 stopped: false,
-                stop_at: minstant::Instant::ZERO,
+                stop_at: crate::clock::Instant::ZERO,
                 service: ctx.service,
             });
         }
@@ -487,10 +487,10 @@ pub(crate) fn stop(info: Option<Value>) {
                 base_id: ctx.stack[0].clone(),
                 parent_id: ctx.stack[depth - 2].clone(),
                 trace_id,
-                at: minstant::Instant::now(),
+                at: crate::clock::Instant::now(),
                 info: None,
                 stopped: false,
-                stop_at: minstant::Instant::ZERO,
+                stop_at: crate::clock::Instant::ZERO,
                 service: ctx.service,
             });
         }
@@ -535,7 +535,7 @@ fn record_truncation(s: &mut ThreadState) {
         ),
         "max_trace_events": limit,
     });
-    let now = minstant::Instant::now();
+    let now = crate::clock::Instant::now();
     s.buffer.push(RawEvent {
         phase: Phase::Start,
         name: Name::from("truncated"),
@@ -627,10 +627,10 @@ fn stop_among_foreign(s: &mut ThreadState, info: Option<Value>) {
             base_id,
             parent_id,
             trace_id,
-            at: minstant::Instant::now(),
+            at: crate::clock::Instant::now(),
             info: info.map(Arc::new),
             stopped: false,
-            stop_at: minstant::Instant::ZERO,
+            stop_at: crate::clock::Instant::ZERO,
             service,
         };
         s.buffer.push(event);
@@ -674,10 +674,10 @@ pub(crate) fn start_foreign(name: Name, info: Option<Value>) -> Option<ForeignEl
                 base_id: element.base_id.clone(),
                 parent_id: element.parent_id.clone(),
                 trace_id: element.trace_id.clone(),
-                at: minstant::Instant::now(),
+                at: crate::clock::Instant::now(),
                 info: info.map(Arc::new),
                 stopped: false,
-                stop_at: minstant::Instant::ZERO,
+                stop_at: crate::clock::Instant::ZERO,
                 service: element.service,
             };
             s.buffer.push(event);
@@ -743,10 +743,10 @@ pub(crate) fn record_stop(element: &ForeignElement, info: Option<Value>) {
             base_id: element.base_id.clone(),
             parent_id: element.parent_id.clone(),
             trace_id: element.trace_id.clone(),
-            at: minstant::Instant::now(),
+            at: crate::clock::Instant::now(),
             info: info.map(Arc::new),
             stopped: false,
-            stop_at: minstant::Instant::ZERO,
+            stop_at: crate::clock::Instant::ZERO,
             service: element.service,
         };
         // Nothing may hand this thread's buffer over soon when it has no

@@ -247,7 +247,7 @@ struct Collector {
     scratch: Vec<RawEvent>,
     /// Flush requests waiting for `pending` to empty, with their deadlines.
     flushes: Vec<(mpsc::SyncSender<usize>, Instant)>,
-    anchor: minstant::Anchor,
+    anchor: crate::clock::Anchor,
     anchored_at: Instant,
     backoff: Duration,
     retry_at: Option<Instant>,
@@ -262,7 +262,7 @@ impl Collector {
             pending: VecDeque::new(),
             scratch: Vec::new(),
             flushes: Vec::new(),
-            anchor: minstant::Anchor::new(),
+            anchor: crate::clock::Anchor::new(),
             anchored_at: Instant::now(),
             backoff: MIN_BACKOFF,
             retry_at: None,
@@ -378,7 +378,7 @@ impl Collector {
     /// adjustments instead of drifting with the cycle counter.
     fn reanchor(&mut self) {
         if self.anchored_at.elapsed() > Duration::from_secs(1) {
-            self.anchor = minstant::Anchor::new();
+            self.anchor = crate::clock::Anchor::new();
             self.anchored_at = Instant::now();
         }
     }
