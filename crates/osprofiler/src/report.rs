@@ -840,6 +840,8 @@ impl ReportBuilder {
 /// A stored text, checked and its few needed fields located: the part of
 /// [`ReportBuilder::push_json_owned`] that does not touch the builder, so
 /// that it can run on another thread.
+// Nearly every text is a `Text`: boxing it would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
 enum Parsed {
     NotUtf8,
     /// The text, and its fields unless it needs the general reading.
