@@ -132,52 +132,58 @@ where
 /// Texts a thread takes at a time in [`parse_on_two_threads`].
 const PARSE_CHUNK: usize = 1024;
 
-/// Pushes `texts` in order while a helper thread parses two chunks of
-/// every three ahead of this one, which parses the third itself: parsing
-/// is about two thirds of the work, and this thread also does all the
-/// pushes, in input order, so the report is the one a single thread
-/// builds.
+/// Pushes `texts` in order while a helper thread parses chunks from the
+/// end: this thread parses and pushes chunks from the front, then pushes
+/// the helper's, in input order, so the report is the one a single thread
+/// builds. They meet wherever their speeds put them: a helper that gets
+/// little CPU (a busy machine) costs at most the wait for one chunk.
 fn parse_on_two_threads(builder: &mut ReportBuilder, texts: Vec<Vec<u8>>) {
-    use std::sync::{mpsc, Mutex, PoisonError};
+    use std::sync::{Mutex, MutexGuard, PoisonError};
 
-    let helped = |i: usize| i % 3 != 0;
+    fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(PoisonError::into_inner)
+    }
     let mut rest = texts.into_iter();
     let chunks: Vec<Mutex<Vec<Vec<u8>>>> = std::iter::from_fn(|| {
         let chunk: Vec<Vec<u8>> = rest.by_ref().take(PARSE_CHUNK).collect();
         (!chunk.is_empty()).then_some(Mutex::new(chunk))
     })
     .collect();
-    let take = |i: usize| {
-        let mut chunk = chunks[i].lock().unwrap_or_else(PoisonError::into_inner);
-        std::mem::take(&mut *chunk)
-    };
+    let parsed: Vec<Mutex<Vec<Parsed>>> = chunks.iter().map(|_| Mutex::default()).collect();
+    // Chunks before `front` are this thread's, from `back` on the helper's.
+    let claims = Mutex::new((0, chunks.len()));
     std::thread::scope(|scope| {
-        // A few chunks of lead keep both threads busy and bound the parsed
-        // texts waiting in memory.
-        let (tx, rx) = mpsc::sync_channel::<Vec<Parsed>>(4);
-        let helper = std::thread::Builder::new().spawn_scoped(scope, || {
-            let tx = tx;
-            for i in (0..chunks.len()).filter(|&i| helped(i)) {
-                let parsed = take(i).into_iter().map(Parsed::new).collect();
-                if tx.send(parsed).is_err() {
+        let helper = std::thread::Builder::new().spawn_scoped(scope, || loop {
+            let (i, mut slot) = {
+                let mut claims = lock(&claims);
+                if claims.0 >= claims.1 {
                     break;
                 }
-            }
+                claims.1 -= 1;
+                // Locked before the claim shows: whoever sees chunk `i`
+                // claimed waits here for its results.
+                (claims.1, lock(&parsed[claims.1]))
+            };
+            let texts = std::mem::take(&mut *lock(&chunks[i]));
+            *slot = texts.into_iter().map(Parsed::new).collect();
         });
         let helping = helper.is_ok();
         for i in 0..chunks.len() {
-            if helping && helped(i) {
-                // The helper sends its chunks in order: this is chunk `i`
-                // (an error would mean it died: its chunks are lost).
-                let Ok(parsed) = rx.recv() else {
-                    break;
-                };
-                for parsed in parsed {
-                    builder.push_parsed(parsed);
+            let mine = !helping || {
+                let mut claims = lock(&claims);
+                let free = claims.0 < claims.1;
+                if free {
+                    claims.0 += 1;
+                }
+                free
+            };
+            if mine {
+                for text in std::mem::take(&mut *lock(&chunks[i])) {
+                    builder.push_json_owned(text);
                 }
             } else {
-                for text in take(i) {
-                    builder.push_json_owned(text);
+                for parsed in std::mem::take(&mut *lock(&parsed[i])) {
+                    builder.push_parsed(parsed);
                 }
             }
         }
