@@ -95,7 +95,7 @@ pub(crate) struct RawEvent {
     pub(crate) base_id: Id,
     pub(crate) parent_id: Id,
     pub(crate) trace_id: Id,
-    pub(crate) at: minstant::Instant,
+    pub(crate) at: crate::clock::Instant,
     /// Behind a pointer: most events carry none, and a smaller event is
     /// cheaper to move on the hot path. Shared so that a call site whose
     /// info never changes (`#[trace]` on a function without arguments)
@@ -106,7 +106,7 @@ pub(crate) struct RawEvent {
     pub(crate) stopped: bool,
     /// Meaningful when `stopped`. (Not an `Option`: that would take the
     /// record over 128 bytes, which pushes copy by a `memcpy` call.)
-    pub(crate) stop_at: minstant::Instant,
+    pub(crate) stop_at: crate::clock::Instant,
     /// Which registered service recorded it (0: the process's default).
     pub(crate) service: u16,
 }
@@ -130,10 +130,10 @@ impl RawEvent {
             base_id,
             parent_id,
             trace_id,
-            at: minstant::Instant::now(),
+            at: crate::clock::Instant::now(),
             info,
             stopped: false,
-            stop_at: minstant::Instant::ZERO,
+            stop_at: crate::clock::Instant::ZERO,
             service,
         }
     }
@@ -368,7 +368,7 @@ impl Buffer {
     /// still here, as an event of its own otherwise.
     #[inline(always)]
     fn stop(&mut self, start: Slot, info: Option<Value>, event: impl FnOnce() -> RawEvent) {
-        let at = minstant::Instant::now();
+        let at = crate::clock::Instant::now();
         match self.unstopped_start(start).filter(|_| info.is_none()) {
             Some(record) => {
                 record.stopped = true;

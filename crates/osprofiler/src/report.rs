@@ -80,11 +80,19 @@ use serde_json::{Map, Value};
 
 use crate::notification::parse_timestamp;
 
+/// Maps keyed by stored ids and names. foldhash (already serde_json's
+/// hasher here) is several times faster than SipHash on uuid-sized keys,
+/// and its per-process random seed still keeps hostile ids from
+/// colliding on purpose.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type FastSet<T> = HashSet<T, foldhash::fast::RandomState>;
+
 /// Builds the report of one trace from its stored payloads (each the JSON
 /// object a Redis-style driver stores: the notification plus `project` and
 /// `service`), in the order the store returned them.
 pub fn build<I: IntoIterator<Item = Value>>(events: I) -> Report {
-    let mut builder = ReportBuilder::new();
+    let events = events.into_iter();
+    let mut builder = ReportBuilder::sized_for(events.size_hint().0);
     for event in events {
         builder.push(event);
     }
@@ -101,17 +109,85 @@ pub fn build<I: IntoIterator<Item = Value>>(events: I) -> Report {
 /// read without building a JSON tree, and the text is kept and re-read
 /// only when the report is serialized.
 ///
-/// Owned texts (`Vec<u8>`, `String`) are kept without a copy.
+/// Owned texts (`Vec<u8>`, `String`) are kept without a copy. Big traces
+/// are read on two threads (the result is the same).
 pub fn build_from_json<I, B>(events: I) -> Report
 where
     I: IntoIterator<Item = B>,
     B: Into<Vec<u8>>,
 {
-    let mut builder = ReportBuilder::new();
-    for event in events {
-        builder.push_json_owned(event.into());
+    let texts: Vec<Vec<u8>> = events.into_iter().map(Into::into).collect();
+    let mut builder = ReportBuilder::sized_for(texts.len());
+    let two_cores = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+    if texts.len() < 2 * PARSE_CHUNK || !two_cores {
+        for text in texts {
+            builder.push_json_owned(text);
+        }
+    } else {
+        parse_on_two_threads(&mut builder, texts);
     }
     builder.finish()
+}
+
+/// Texts a thread takes at a time in [`parse_on_two_threads`].
+const PARSE_CHUNK: usize = 1024;
+
+/// Pushes `texts` in order while a helper thread parses chunks from the
+/// end: this thread parses and pushes chunks from the front, then pushes
+/// the helper's, in input order, so the report is the one a single thread
+/// builds. They meet wherever their speeds put them: a helper that gets
+/// little CPU (a busy machine) costs at most the wait for one chunk.
+fn parse_on_two_threads(builder: &mut ReportBuilder, texts: Vec<Vec<u8>>) {
+    use std::sync::{Mutex, MutexGuard, PoisonError};
+
+    fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+    let mut rest = texts.into_iter();
+    let chunks: Vec<Mutex<Vec<Vec<u8>>>> = std::iter::from_fn(|| {
+        let chunk: Vec<Vec<u8>> = rest.by_ref().take(PARSE_CHUNK).collect();
+        (!chunk.is_empty()).then_some(Mutex::new(chunk))
+    })
+    .collect();
+    let parsed: Vec<Mutex<Vec<Parsed>>> = chunks.iter().map(|_| Mutex::default()).collect();
+    // Chunks before `front` are this thread's, from `back` on the helper's.
+    let claims = Mutex::new((0, chunks.len()));
+    std::thread::scope(|scope| {
+        let helper = std::thread::Builder::new().spawn_scoped(scope, || loop {
+            let (i, mut slot) = {
+                let mut claims = lock(&claims);
+                if claims.0 >= claims.1 {
+                    break;
+                }
+                claims.1 -= 1;
+                // Locked before the claim shows: whoever sees chunk `i`
+                // claimed waits here for its results.
+                (claims.1, lock(&parsed[claims.1]))
+            };
+            let texts = std::mem::take(&mut *lock(&chunks[i]));
+            *slot = texts.into_iter().map(Parsed::new).collect();
+        });
+        let helping = helper.is_ok();
+        for i in 0..chunks.len() {
+            let mine = !helping || {
+                let mut claims = lock(&claims);
+                let free = claims.0 < claims.1;
+                if free {
+                    claims.0 += 1;
+                }
+                free
+            };
+            if mine {
+                for text in std::mem::take(&mut *lock(&chunks[i])) {
+                    builder.push_json_owned(text);
+                }
+            } else {
+                for parsed in std::mem::take(&mut *lock(&parsed[i])) {
+                    builder.push_parsed(parsed);
+                }
+            }
+        }
+    });
 }
 
 /// Writes any JSON value the way [`Report::write_python_json`] writes a
@@ -149,16 +225,21 @@ pub struct Event {
 #[derive(Default)]
 pub struct ReportBuilder {
     nodes: Vec<Node>,
-    index: HashMap<Box<str>, u32>,
+    index: FastMap<Box<str>, u32>,
+    /// Every node's `trace_id` and `parent_id`, end to end: one buffer
+    /// instead of two allocations per node.
+    ids: String,
+    /// Payload names (`db-start`, ...), interned: nodes repeat a few.
+    names: Interner,
     /// `project`, `service`, `host` and `exception` values, shared: most
     /// nodes of a trace repeat the same few.
     values: Values,
     /// Operation names (`name` up to the first `-`), first-seen order.
     ops: Vec<Box<str>>,
-    op_index: HashMap<Box<str>, usize>,
+    op_index: FastMap<Box<str>, usize>,
     /// Payload names of nodes with many of them, so that the duplicate
     /// check stays O(1) for hostile input.
-    many_names: HashMap<u32, HashSet<Box<str>>>,
+    many_names: FastMap<u32, FastSet<u32>>,
     started_at: Option<i64>,
     finished_at: Option<i64>,
     last_started_at: Option<i64>,
@@ -178,7 +259,7 @@ impl fmt::Debug for ReportBuilder {
 #[derive(Default)]
 struct Values {
     list: Vec<Value>,
-    strings: HashMap<Box<str>, usize>,
+    strings: FastMap<Box<str>, usize>,
     null: Option<usize>,
     recent: [usize; 4],
 }
@@ -226,11 +307,43 @@ impl Values {
     }
 }
 
+/// Strings numbered in first-seen order.
+#[derive(Default)]
+struct Interner {
+    list: Vec<Box<str>>,
+    index: FastMap<Box<str>, u32>,
+    /// The last string looked up: events mostly alternate between two
+    /// names, and a start is often followed by the same start.
+    recent: [u32; 2],
+}
+
+impl Interner {
+    /// The number of `s`; `None` past `u32::MAX` strings.
+    fn intern(&mut self, s: &str) -> Option<u32> {
+        for &i in &self.recent {
+            if matches!(self.list.get(i as usize), Some(r) if **r == *s) {
+                return Some(i);
+            }
+        }
+        let i = match self.index.get(s) {
+            Some(&i) => i,
+            None => {
+                let i = u32::try_from(self.list.len()).ok()?;
+                self.list.push(s.into());
+                self.index.insert(s.into(), i);
+                i
+            }
+        };
+        self.recent = [i, self.recent[0]];
+        Some(i)
+    }
+}
+
 /// Where a node's `info` keys go, in Python's insertion order (a dict keeps
 /// the position of a key's first assignment).
 enum Entry {
-    /// `meta.raw_payload.<name>`.
-    Payload(Box<str>, Payload),
+    /// `meta.raw_payload.<name>`, by interned name.
+    Payload(u32, Payload),
     Started,
     Finished,
     Exception,
@@ -253,8 +366,9 @@ impl Serialize for Payload {
 }
 
 struct Node {
-    trace_id: Box<str>,
-    parent_id: Box<str>,
+    /// Where `trace_id` and `parent_id` are in the ids buffer.
+    trace_id: Span,
+    parent_id: Span,
     op: usize,
     project: usize,
     service: usize,
@@ -268,7 +382,33 @@ struct Node {
     finished: Option<i64>,
 }
 
+/// A range of the ids buffer.
+#[derive(Clone, Copy)]
+struct Span {
+    start: usize,
+    end: usize,
+}
+
+impl Span {
+    fn push(ids: &mut String, s: &str) -> Span {
+        let start = ids.len();
+        ids.push_str(s);
+        Span {
+            start,
+            end: ids.len(),
+        }
+    }
+
+    fn of(self, ids: &str) -> &str {
+        ids.get(self.start..self.end).unwrap_or_default()
+    }
+}
+
 const NO_PARENT: u32 = u32::MAX;
+
+/// Entries of a node with one start and one stop: payload, `started`,
+/// payload, `finished`, `exception`.
+const USUAL_ENTRIES: usize = 5;
 
 /// Nodes with more payloads than this get a set of their names.
 const LINEAR_NAMES: usize = 16;
@@ -296,15 +436,6 @@ enum FieldRef<'a> {
     Value(&'a Value),
 }
 
-impl Field<'_> {
-    fn as_ref(&self) -> FieldRef<'_> {
-        match self {
-            Field::Str(s) => FieldRef::Str(s),
-            Field::Value(v) => FieldRef::Value(v),
-        }
-    }
-}
-
 impl<'a> From<&'a Value> for FieldRef<'a> {
     fn from(value: &'a Value) -> Self {
         match value {
@@ -318,6 +449,18 @@ impl ReportBuilder {
     /// An empty builder.
     pub fn new() -> ReportBuilder {
         ReportBuilder::default()
+    }
+
+    /// An empty builder with room for about `events` events (a start and
+    /// a stop per node), so that big traces do not regrow and rehash.
+    fn sized_for(events: usize) -> ReportBuilder {
+        // A bound, in case an iterator's size hint is wild.
+        let nodes = (events / 2).min(1 << 22);
+        ReportBuilder {
+            nodes: Vec::with_capacity(nodes),
+            index: FastMap::with_capacity_and_hasher(nodes, Default::default()),
+            ..ReportBuilder::default()
+        }
     }
 
     /// Adds one stored payload, reading it as Python's Redis driver does.
@@ -364,7 +507,7 @@ impl ReportBuilder {
             service: service.map(FieldRef::from),
             host: info.and_then(|i| i.get("host")).map(FieldRef::from),
         };
-        let Some(id) = self.node_for(&event) else {
+        let Some((id, name_id)) = self.node_for(&event) else {
             return false;
         };
         let exception = match info {
@@ -372,8 +515,13 @@ impl ReportBuilder {
             _ => None,
         };
         let exception = self.exception_of(name, exception);
-        let name: Box<str> = name.into();
-        self.record(id, name, ts, exception, Payload::Value(Box::new(payload)));
+        self.record(
+            id,
+            name_id,
+            ts,
+            exception,
+            Payload::Value(Box::new(payload)),
+        );
         true
     }
 
@@ -385,56 +533,51 @@ impl ReportBuilder {
 
     /// [`push_json`](Self::push_json) of a text the builder may keep.
     pub fn push_json_owned(&mut self, json: Vec<u8>) -> bool {
-        let Ok(text) = String::from_utf8(json) else {
+        self.push_parsed(Parsed::new(json))
+    }
+
+    /// Adds a text read by [`Parsed::new`] (maybe on another thread).
+    fn push_parsed(&mut self, parsed: Parsed) -> bool {
+        let (text, fields) = match parsed {
+            Parsed::NotUtf8 => {
+                self.skipped += 1;
+                return false;
+            }
+            Parsed::Text(text, Some(fields)) => (text, fields),
+            // Duplicate keys, mistyped fields and the like: read it the
+            // general way, which gives Python's answer (or skips it).
+            Parsed::Text(text, None) => {
+                return match serde_json::from_str::<Value>(&text) {
+                    Ok(value) => self.push(value),
+                    Err(_) => {
+                        self.skipped += 1;
+                        false
+                    }
+                };
+            }
+        };
+        let Some(ts) = fields.timestamp else {
             self.skipped += 1;
             return false;
         };
-        match serde_json::from_str::<RawEvent<'_>>(&text) {
-            Ok(event) => {
-                // `event` borrows `text`; what the node keeps is copied out
-                // first, then the text itself moves into the payload.
-                let Some((id, name, ts, exception)) = self.raw_node(&event) else {
-                    return false;
-                };
-                drop(event);
-                self.record(id, name, ts, exception, Payload::Json(text.into()));
-                true
-            }
-            // Duplicate keys, mistyped fields and the like: read it the
-            // general way, which gives Python's answer (or skips it).
-            Err(_) => match serde_json::from_str::<Value>(&text) {
-                Ok(value) => self.push(value),
-                Err(_) => {
-                    self.skipped += 1;
-                    false
-                }
-            },
-        }
-    }
-
-    /// The node of a parsed JSON text, and what `record` needs of it.
-    #[allow(clippy::type_complexity)]
-    fn raw_node(&mut self, event: &RawEvent<'_>) -> Option<(u32, Box<str>, i64, Option<usize>)> {
-        let Some(ts) = parse_timestamp(&event.timestamp) else {
-            self.skipped += 1;
-            return None;
-        };
+        // The fields borrow `text`; what the node keeps is copied out
+        // first, then the text itself moves into the payload.
+        let name = fields.name.get(&text);
         let found = EventRef {
-            trace_id: &event.trace_id,
-            parent_id: &event.parent_id,
-            name: &event.name,
-            project: event.project.as_ref().map(Field::as_ref),
-            service: event.service.as_ref().map(Field::as_ref),
-            host: event.info.host.as_ref().map(Field::as_ref),
+            trace_id: fields.trace_id.get(&text),
+            parent_id: fields.parent_id.get(&text),
+            name,
+            project: fields.project.as_ref().map(|f| f.get(&text)),
+            service: fields.service.as_ref().map(|f| f.get(&text)),
+            host: fields.host.as_ref().map(|f| f.get(&text)),
         };
-        let id = self.node_for(&found)?;
-        let exception = if event.info.is_object {
-            event.info.etype.as_ref().map(Field::as_ref)
-        } else {
-            None
+        let Some((id, name_id)) = self.node_for(&found) else {
+            return false;
         };
-        let exception = self.exception_of(&event.name, exception);
-        Some((id, (*event.name).into(), ts, exception))
+        let etype = fields.etype.as_ref().map(|f| f.get(&text));
+        let exception = self.exception_of(name, etype);
+        self.record(id, name_id, ts, exception, Payload::Json(text.into()));
+        true
     }
 
     /// Adds one notification (Python's `_append_results`). Returns false
@@ -452,7 +595,7 @@ impl ReportBuilder {
             service: Some(FieldRef::from(&event.service)),
             host: Some(FieldRef::from(&event.host)),
         };
-        let Some(id) = self.node_for(&found) else {
+        let Some((id, name)) = self.node_for(&found) else {
             return false;
         };
         let exception = match event.raw_payload.get("info") {
@@ -460,7 +603,6 @@ impl ReportBuilder {
             _ => None,
         };
         let exception = self.exception_of(&event.name, exception);
-        let name: Box<str> = event.name.into();
         let payload = Payload::Value(Box::new(event.raw_payload));
         self.record(id, name, ts, exception, payload);
         true
@@ -479,15 +621,20 @@ impl ReportBuilder {
     }
 
     /// The node of `event.trace_id`, created if it is the first event of
-    /// that element. `None` (counted as skipped) for a duplicate event or
-    /// past `u32::MAX - 1` nodes.
-    fn node_for(&mut self, event: &EventRef<'_>) -> Option<u32> {
+    /// that element, and the number of the event's name. `None` (counted
+    /// as skipped) for a duplicate event or past `u32::MAX - 1` nodes or
+    /// names.
+    fn node_for(&mut self, event: &EventRef<'_>) -> Option<(u32, u32)> {
+        let Some(name) = self.names.intern(event.name) else {
+            self.skipped += 1;
+            return None;
+        };
         if let Some(&id) = self.index.get(event.trace_id) {
-            if self.has_payload(id, event.name) {
+            if self.has_payload(id, name) {
                 self.skipped += 1;
                 return None;
             }
-            return Some(id);
+            return Some((id, name));
         }
         let id = match u32::try_from(self.nodes.len()) {
             Ok(id) if id != NO_PARENT => id,
@@ -509,53 +656,48 @@ impl ReportBuilder {
         let service = self.values.intern(event.service);
         let host = self.values.intern(event.host);
         self.index.insert(event.trace_id.into(), id);
+        let trace_id = Span::push(&mut self.ids, event.trace_id);
+        let parent_id = Span::push(&mut self.ids, event.parent_id);
         self.nodes.push(Node {
-            trace_id: event.trace_id.into(),
-            parent_id: event.parent_id.into(),
+            trace_id,
+            parent_id,
             op,
             project,
             service,
             host,
             exception: 0,
-            entries: Vec::with_capacity(4),
+            entries: Vec::with_capacity(USUAL_ENTRIES),
             started: None,
             finished: None,
         });
-        Some(id)
+        Some((id, name))
     }
 
-    fn has_payload(&self, id: u32, name: &str) -> bool {
+    fn has_payload(&self, id: u32, name: u32) -> bool {
         if let Some(names) = self.many_names.get(&id) {
-            return names.contains(name);
+            return names.contains(&name);
         }
         self.nodes[id as usize]
             .entries
             .iter()
-            .any(|e| matches!(e, Entry::Payload(n, _) if **n == *name))
+            .any(|e| matches!(e, Entry::Payload(n, _) if *n == name))
     }
 
     /// The rest of `_append_results` once the node is known.
-    fn record(
-        &mut self,
-        id: u32,
-        name: Box<str>,
-        ts: i64,
-        exception: Option<usize>,
-        payload: Payload,
-    ) {
+    fn record(&mut self, id: u32, name: u32, ts: i64, exception: Option<usize>, payload: Payload) {
         let node = &mut self.nodes[id as usize];
         if let Some(names) = self.many_names.get_mut(&id) {
-            names.insert(name.clone());
+            names.insert(name);
         } else if node.entries.len() >= LINEAR_NAMES {
-            let mut names: HashSet<Box<str>> = node
+            let mut names: FastSet<u32> = node
                 .entries
                 .iter()
                 .filter_map(|e| match e {
-                    Entry::Payload(n, _) => Some(n.clone()),
+                    Entry::Payload(n, _) => Some(*n),
                     _ => None,
                 })
                 .collect();
-            names.insert(name.clone());
+            names.insert(name);
             self.many_names.insert(id, names);
         }
         node.entries.push(Entry::Payload(name, payload));
@@ -597,6 +739,8 @@ impl ReportBuilder {
         let ReportBuilder {
             mut nodes,
             index,
+            ids,
+            names,
             values,
             ops,
             started_at,
@@ -631,7 +775,12 @@ impl ReportBuilder {
 
         let mut parents: Vec<u32> = nodes
             .iter()
-            .map(|n| index.get(&n.parent_id).copied().unwrap_or(NO_PARENT))
+            .map(|n| {
+                index
+                    .get(n.parent_id.of(&ids))
+                    .copied()
+                    .unwrap_or(NO_PARENT)
+            })
             .collect();
         drop(index);
         let cycles_broken = break_cycles(&mut parents);
@@ -679,6 +828,8 @@ impl ReportBuilder {
         };
         Report {
             nodes,
+            ids,
+            names: names.list,
             values: values.list,
             offsets,
             children,
@@ -688,6 +839,113 @@ impl ReportBuilder {
             stats,
             skipped,
             cycles_broken,
+        }
+    }
+}
+
+/// A stored text, checked and its few needed fields located: the part of
+/// [`ReportBuilder::push_json_owned`] that does not touch the builder, so
+/// that it can run on another thread.
+// Nearly every text is a `Text`: boxing it would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
+enum Parsed {
+    NotUtf8,
+    /// The text, and its fields unless it needs the general reading.
+    Text(String, Option<Fields>),
+}
+
+impl Parsed {
+    fn new(json: Vec<u8>) -> Parsed {
+        let Ok(text) = String::from_utf8(json) else {
+            return Parsed::NotUtf8;
+        };
+        let fields = serde_json::from_str::<RawEvent<'_>>(&text)
+            .ok()
+            .map(|event| Fields::new(&text, event));
+        Parsed::Text(text, fields)
+    }
+}
+
+/// [`RawEvent`] without the borrow: strings as places in the text.
+struct Fields {
+    name: Piece,
+    trace_id: Piece,
+    parent_id: Piece,
+    /// `None` when the timestamp does not parse.
+    timestamp: Option<i64>,
+    project: Option<FieldPiece>,
+    service: Option<FieldPiece>,
+    host: Option<FieldPiece>,
+    /// `info.etype`, when `info` is an object.
+    etype: Option<FieldPiece>,
+}
+
+impl Fields {
+    fn new(text: &str, event: RawEvent<'_>) -> Fields {
+        let field = |f: Option<Field<'_>>| f.map(|f| FieldPiece::new(text, f));
+        Fields {
+            timestamp: parse_timestamp(&event.timestamp),
+            name: Piece::new(text, event.name),
+            trace_id: Piece::new(text, event.trace_id),
+            parent_id: Piece::new(text, event.parent_id),
+            project: field(event.project),
+            service: field(event.service),
+            host: field(event.info.host),
+            etype: if event.info.is_object {
+                field(event.info.etype)
+            } else {
+                None
+            },
+        }
+    }
+}
+
+/// A string of a text: where it is, or unescaped when it had escapes.
+enum Piece {
+    At(usize, usize),
+    Unescaped(Box<str>),
+}
+
+impl Piece {
+    fn new(text: &str, s: Cow<'_, str>) -> Piece {
+        match s {
+            // Borrowed strings are slices of `text` (serde_json borrows
+            // from its input).
+            Cow::Borrowed(s) => {
+                let start = (s.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
+                Piece::At(start, start.wrapping_add(s.len()))
+            }
+            Cow::Owned(s) => Piece::Unescaped(s.into()),
+        }
+    }
+
+    fn get<'a>(&'a self, text: &'a str) -> &'a str {
+        match self {
+            Piece::At(start, end) => text.get(*start..*end).unwrap_or_default(),
+            Piece::Unescaped(s) => s,
+        }
+    }
+}
+
+/// [`Field`] without the borrow (a value other than a string is rare:
+/// boxed, to keep parsed texts small while they wait).
+enum FieldPiece {
+    Str(Piece),
+    Value(Box<Value>),
+}
+
+impl FieldPiece {
+    fn new(text: &str, field: Field<'_>) -> FieldPiece {
+        match field {
+            Field::Str(s) => FieldPiece::Str(Piece::new(text, s)),
+            Field::Value(v) => FieldPiece::Value(Box::new(v)),
+        }
+    }
+
+    fn get<'a>(&'a self, text: &'a str) -> FieldRef<'a> {
+        match self {
+            FieldPiece::Str(s) => FieldRef::Str(s.get(text)),
+            FieldPiece::Value(v) => FieldRef::Value(v),
         }
     }
 }
@@ -772,10 +1030,22 @@ impl<'de> Deserialize<'de> for Key<'de> {
 
 /// The keys of one object, to refuse duplicates (Python keeps the last
 /// value at the first position; the `Value` fallback does the same).
-#[derive(Default)]
+/// Small objects with plain keys are checked on the stack: no allocation
+/// per payload.
 struct KeySet<'a> {
-    keys: Vec<Cow<'a, str>>,
-    set: Option<HashSet<Cow<'a, str>>>,
+    keys: [&'a str; LINEAR_NAMES],
+    len: usize,
+    set: Option<FastSet<Cow<'a, str>>>,
+}
+
+impl Default for KeySet<'_> {
+    fn default() -> Self {
+        KeySet {
+            keys: [""; LINEAR_NAMES],
+            len: 0,
+            set: None,
+        }
+    }
 }
 
 impl<'a> KeySet<'a> {
@@ -784,14 +1054,25 @@ impl<'a> KeySet<'a> {
         if let Some(set) = &mut self.set {
             return set.insert(key);
         }
-        if self.keys.contains(&key) {
-            return false;
+        let known = &self.keys[..self.len];
+        match key {
+            Cow::Borrowed(key) if known.len() < LINEAR_NAMES => {
+                if known.contains(&key) {
+                    return false;
+                }
+                self.keys[self.len] = key;
+                self.len += 1;
+                true
+            }
+            // Many keys, or one with escapes (rare): hash them all.
+            key => {
+                let mut set: FastSet<Cow<'a, str>> =
+                    known.iter().map(|&k| Cow::Borrowed(k)).collect();
+                let new = set.insert(key);
+                self.set = Some(set);
+                new
+            }
         }
-        self.keys.push(key);
-        if self.keys.len() > LINEAR_NAMES {
-            self.set = Some(self.keys.drain(..).collect());
-        }
-        true
     }
 }
 
@@ -1216,6 +1497,10 @@ fn break_cycles(parents: &mut [u32]) -> usize {
 /// The call tree of one trace. Serializes to Python's report JSON.
 pub struct Report {
     nodes: Vec<Node>,
+    /// Spans of `trace_id`s and `parent_id`s.
+    ids: String,
+    /// Payload names.
+    names: Vec<Box<str>>,
     values: Vec<Value>,
     /// Children of node `i` are `children[offsets[i]..offsets[i + 1]]`.
     offsets: Vec<u32>,
@@ -1375,6 +1660,7 @@ impl Report {
             write_newline(w, inner)?;
             match item {
                 Entry::Payload(name, payload) => {
+                    let name = self.name_of(*name);
                     let mut key = String::with_capacity(17 + name.len());
                     key.push_str("meta.raw_payload.");
                     key.push_str(name);
@@ -1442,6 +1728,10 @@ impl Report {
             .map(move |&id| ReportNode { report: self, id })
     }
 
+    fn name_of(&self, name: u32) -> &str {
+        self.names.get(name as usize).map_or("", |n| n)
+    }
+
     fn children_of(&self, id: u32) -> &[u32] {
         let id = id as usize;
         &self.children[self.offsets[id] as usize..self.offsets[id + 1] as usize]
@@ -1496,13 +1786,13 @@ impl<'a> ReportNode<'a> {
 
     /// The element's id.
     pub fn trace_id(&self) -> &'a str {
-        &self.data().trace_id
+        self.data().trace_id.of(&self.report.ids)
     }
 
     /// The id of the enclosing element as stored (for a root, usually the
     /// base id).
     pub fn parent_id(&self) -> &'a str {
-        &self.data().parent_id
+        self.data().parent_id.of(&self.report.ids)
     }
 
     /// Child nodes, sorted by start.
@@ -1598,7 +1888,9 @@ impl Serialize for NodeInfo<'_> {
         map.serialize_entry("host", value(node.host))?;
         for entry in &node.entries {
             match entry {
-                Entry::Payload(name, payload) => map.serialize_entry(&MetaKey(name), payload)?,
+                Entry::Payload(name, payload) => {
+                    map.serialize_entry(&MetaKey(report.name_of(*name)), payload)?
+                }
                 Entry::Started => map.serialize_entry("started", &node.started)?,
                 Entry::Finished => map.serialize_entry("finished", &node.finished)?,
                 Entry::Exception => map.serialize_entry("exception", value(node.exception))?,
@@ -1634,11 +1926,10 @@ const STACK_CHUNK: usize = 2 * 1024 * 1024;
 impl Serialize for ReportNode<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         stacker::maybe_grow(RED_ZONE, STACK_CHUNK, || {
-            let data = self.data();
             let mut map = serializer.serialize_map(Some(4))?;
             map.serialize_entry("info", &NodeInfo(*self))?;
-            map.serialize_entry("trace_id", &*data.trace_id)?;
-            map.serialize_entry("parent_id", &*data.parent_id)?;
+            map.serialize_entry("trace_id", self.trace_id())?;
+            map.serialize_entry("parent_id", self.parent_id())?;
             map.serialize_entry(
                 "children",
                 &Siblings {
@@ -1823,6 +2114,51 @@ mod tests {
         let r = build(events);
         let order: Vec<_> = r.roots().map(|n| n.trace_id()).collect();
         assert_eq!(order, ["e", "a", "c", "d"]);
+    }
+
+    /// Big inputs are parsed on two threads: same report as one builder
+    /// fed in order, whatever the mix of good, damaged, duplicate and
+    /// escaped texts.
+    #[test]
+    fn two_thread_parse_matches_one_thread() {
+        let mut texts = Vec::new();
+        for i in 0..3 * PARSE_CHUNK + 17 {
+            let parent = if i % 7 == 0 {
+                "b".to_string()
+            } else {
+                format!("n{}", i / 3)
+            };
+            let mut event = ev(
+                "db-start",
+                &format!("n{i}"),
+                &parent,
+                &t((i % 60_000) as u32),
+            );
+            if i % 5 == 0 {
+                event["info"]["etype"] = json!("E\u{e9}");
+                event["name"] = json!("db-stop");
+            }
+            let text = match i % 97 {
+                0 => b"{\"name\": \"\xff\"}".to_vec(),
+                1 => b"[1, 2".to_vec(),
+                2 => format!("{{\"name\": \"a-start\", \"name\": \"x-start\", \"trace_id\": \"d{i}\", \"parent_id\": \"b\", \"timestamp\": \"{}\"}}", t(3)).into_bytes(),
+                3 => texts.last().cloned().unwrap_or_default(),
+                _ => event.to_string().replace("n1", "n\\u0031").into_bytes(),
+            };
+            texts.push(text);
+        }
+        let mut one = ReportBuilder::new();
+        for text in texts.clone() {
+            one.push_json_owned(text);
+        }
+        let one = one.finish();
+        let two = build_from_json(texts);
+        assert!(one.skipped() > 0 && one.len() > 2 * PARSE_CHUNK);
+        assert_eq!((one.skipped(), one.len()), (two.skipped(), two.len()));
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        one.write_python_json(&mut a).unwrap();
+        two.write_python_json(&mut b).unwrap();
+        assert!(a == b);
     }
 
     /// JSON texts through `build_from_json` give the report `build` gives

@@ -252,7 +252,7 @@ struct Collector {
     scratch: Vec<RawEvent>,
     /// Flush requests waiting for `pending` to empty, with their deadlines.
     flushes: Vec<(mpsc::SyncSender<usize>, Instant)>,
-    anchor: minstant::Anchor,
+    anchor: crate::clock::Anchor,
     anchored_at: Instant,
     backoff: Duration,
     retry_at: Option<Instant>,
@@ -261,7 +261,7 @@ struct Collector {
 /// Whether the events of `records`, each carried stop taken out after its
 /// start, already come in time order.
 fn split_in_order(records: &[RawEvent]) -> bool {
-    let mut last = minstant::Instant::ZERO;
+    let mut last = crate::clock::Instant::ZERO;
     records.iter().all(|r| {
         let in_order = r.at >= last;
         last = if r.stopped { r.stop_at } else { r.at };
@@ -278,7 +278,7 @@ impl Collector {
             pending: VecDeque::new(),
             scratch: Vec::new(),
             flushes: Vec::new(),
-            anchor: minstant::Anchor::new(),
+            anchor: crate::clock::Anchor::new(),
             anchored_at: Instant::now(),
             backoff: MIN_BACKOFF,
             retry_at: None,
@@ -412,7 +412,7 @@ impl Collector {
     /// adjustments instead of drifting with the cycle counter.
     fn reanchor(&mut self) {
         if self.anchored_at.elapsed() > Duration::from_secs(1) {
-            self.anchor = minstant::Anchor::new();
+            self.anchor = crate::clock::Anchor::new();
             self.anchored_at = Instant::now();
         }
     }
