@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use serde_json::Value;
 
@@ -97,9 +97,7 @@ pub(crate) struct RawEvent {
     pub(crate) trace_id: Id,
     pub(crate) at: crate::clock::Instant,
     /// Behind a pointer: most events carry none, and a smaller event is
-    /// cheaper to move on the hot path. Shared so that a call site whose
-    /// info never changes (`#[trace]` on a function without arguments)
-    /// builds it once.
+    /// cheaper to move on the hot path.
     pub(crate) info: Option<Arc<Value>>,
     /// Whether this start carries the stop of its element (recorded
     /// without info, at `stop_at`).
@@ -109,6 +107,12 @@ pub(crate) struct RawEvent {
     pub(crate) stop_at: crate::clock::Instant,
     /// Which registered service recorded it (0: the process's default).
     pub(crate) service: u16,
+    /// The start info of a call site that never changes it (see
+    /// [`register_site_info`]), when `info` is `None`; 0 for none. An
+    /// index rather than a shared pointer: counting references to one info
+    /// from the traced thread and the collector would bounce its cache
+    /// line between them on every call.
+    pub(crate) site_info: u32,
 }
 
 // Larger records are copied by a `memcpy` call on every push.
@@ -135,6 +139,15 @@ impl RawEvent {
             stopped: false,
             stop_at: crate::clock::Instant::ZERO,
             service,
+            site_info: 0,
+        }
+    }
+
+    /// The info of this record, wherever it is kept.
+    pub(crate) fn info(&self) -> Option<&Value> {
+        match self.info.as_deref() {
+            Some(info) => Some(info),
+            None => site_info(self.site_info),
         }
     }
 
@@ -159,6 +172,7 @@ impl RawEvent {
             stopped: false,
             stop_at: self.stop_at,
             service: self.service,
+            site_info: 0,
         })
     }
 }
@@ -484,17 +498,47 @@ pub(crate) fn hand_over_pending() {
     });
 }
 
+/// Start infos of call sites that never change them, by index - 1.
+static SITE_INFOS: RwLock<Vec<&'static Value>> = RwLock::new(Vec::new());
+
+/// Keeps `info` for the life of the process and returns the index that
+/// [`start_with_site_info`] records; 0 when the registry is unusable.
+/// Called once per call site, so what is kept is bounded by the code.
+pub(crate) fn register_site_info(mut info: Value) -> u32 {
+    limits::truncate_info(&mut info);
+    let Ok(mut infos) = SITE_INFOS.write() else {
+        return 0;
+    };
+    let Ok(index) = u32::try_from(infos.len() + 1) else {
+        return 0;
+    };
+    infos.push(Box::leak(Box::new(info)));
+    index
+}
+
+fn site_info(index: u32) -> Option<&'static Value> {
+    let slot = usize::try_from(index).ok()?.checked_sub(1)?;
+    SITE_INFOS.read().ok()?.get(slot).copied()
+}
+
+/// [`start`] with the info registered as `site_info` (see
+/// [`register_site_info`]).
+#[inline(always)]
+pub(crate) fn start_with_site_info(name: Name, site_info: u32) -> bool {
+    active() && start_active(name, None, site_info)
+}
+
 /// Python's `_Profiler.start`. Returns whether an element was opened.
 ///
 /// Only the check for an active profiler is inlined into callers: with no
 /// trace active, a start costs one thread-local load.
 #[inline(always)]
 pub(crate) fn start(name: Name, info: Option<Arc<Value>>) -> bool {
-    active() && start_active(name, info)
+    active() && start_active(name, info, 0)
 }
 
 #[inline(never)]
-fn start_active(name: Name, mut info: Option<Arc<Value>>) -> bool {
+fn start_active(name: Name, mut info: Option<Arc<Value>>, site_info: u32) -> bool {
     with_state(|s| {
         let Some(ctx) = s.context.as_mut() else {
             return false;
@@ -507,7 +551,6 @@ fn start_active(name: Name, mut info: Option<Arc<Value>>) -> bool {
                 return start_unrecorded(s, name, trace_id);
             }
             ctx.budget -= 2;
-            // Shared (static) infos were cut when they were built.
             if let Some(info) = info.as_mut().and_then(Arc::get_mut) {
                 limits::truncate_info(info);
             }
@@ -517,7 +560,9 @@ fn start_active(name: Name, mut info: Option<Arc<Value>>) -> bool {
                     ctx.current_id().clone(),
                     trace_id.clone(),
                 ];
-                RawEvent::now(Phase::Start, name.clone(), ids, info, ctx.service)
+                let mut event = RawEvent::now(Phase::Start, name.clone(), ids, info, ctx.service);
+                event.site_info = site_info;
+                event
             });
         }
         ctx.frames.push(Frame {

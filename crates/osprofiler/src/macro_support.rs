@@ -17,7 +17,7 @@
 use std::any::type_name;
 use std::fmt::{self, Write as _};
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
 
@@ -50,7 +50,7 @@ where
 /// shown, no `info = ...`): built on the first recorded call, then shared
 /// by every later one.
 #[derive(Debug)]
-pub struct StaticInfo(OnceLock<Arc<Value>>);
+pub struct StaticInfo(OnceLock<u32>);
 
 impl StaticInfo {
     /// An info not built yet.
@@ -69,15 +69,14 @@ pub fn start_static<F>(
 where
     F: FnOnce() -> (String, Option<String>, Option<Value>),
 {
-    let info = is_recording().then(|| {
-        site.0
-            .get_or_init(|| {
-                let (function, args, info) = details();
-                Arc::new(start_info(function, args, info))
-            })
-            .clone()
+    if !is_recording() {
+        return Some(Trace::new(name, None));
+    }
+    let site_info = *site.0.get_or_init(|| {
+        let (function, args, info) = details();
+        crate::local::register_site_info(start_info(function, args, info))
     });
-    Some(Trace::with_shared_info(name.into(), info))
+    Some(Trace::with_site_info(name.into(), site_info))
 }
 
 fn start_info(function: String, args: Option<String>, info: Option<Value>) -> Value {

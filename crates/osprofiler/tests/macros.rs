@@ -154,6 +154,24 @@ fn sync_fn_start_and_stop() {
 
 #[test]
 #[serial]
+fn a_call_site_without_arguments_records_its_info_every_time() {
+    // The info is built on the first call and reused by later ones.
+    let payloads = capture(|| {
+        for _ in 0..3 {
+            no_args();
+        }
+    });
+    let starts: Vec<_> = payloads
+        .iter()
+        .filter(|p| p["name"] == "rpc-start")
+        .map(info)
+        .collect();
+    let expected = json!({"function": {"name": "macros::no_args", "args": "()", "kwargs": "{}"}});
+    assert_eq!(starts, [expected.clone(), expected.clone(), expected]);
+}
+
+#[test]
+#[serial]
 fn args_render_like_a_tuple() {
     let payloads = capture(|| {
         no_args();

@@ -93,7 +93,7 @@ impl Event {
     /// Whether this is an error stop (its info has a non-null `etype`).
     pub fn is_error(&self) -> bool {
         let etype = match &self.0 {
-            Repr::Recorded { raw, .. } => match raw.info.as_deref() {
+            Repr::Recorded { raw, .. } => match raw.info() {
                 Some(Value::Object(info)) => info.get("etype"),
                 _ => None,
             },
@@ -111,7 +111,7 @@ impl Event {
                 trace_id: raw.trace_id.to_text(),
                 parent_id: raw.parent_id.to_text(),
                 timestamp: format_timestamp(*unix_micros),
-                info: Some(info_with_host(raw.info.as_deref(), host())),
+                info: Some(info_with_host(raw.info(), host())),
             },
             Repr::Ready(n) => n.clone(),
         }
@@ -145,7 +145,7 @@ impl Event {
         out.extend_from_slice(b",\"timestamp\":\"");
         out.extend_from_slice(Text::timestamp(*unix_micros).as_bytes());
         out.extend_from_slice(b"\",\"info\":{");
-        write_info_entries(out, raw.info.as_deref(), host());
+        write_info_entries(out, raw.info(), host());
         out.extend_from_slice(b"},\"project\":");
         write_optional(out, project);
         out.extend_from_slice(b",\"service\":");
@@ -412,6 +412,7 @@ mod tests {
                 stopped: false,
                 stop_at: crate::clock::Instant::ZERO,
                 service: 0,
+                site_info: 0,
             },
             1_795_253_491_298_649,
         )

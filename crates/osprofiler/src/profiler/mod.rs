@@ -206,10 +206,11 @@ impl Trace {
         }
     }
 
-    /// [`Trace::new`] with info shared between calls.
-    pub(crate) fn with_shared_info(name: Name, info: Option<Arc<Value>>) -> Trace {
+    /// [`Trace::new`] with the never-changing start info of a call site
+    /// (see `local::register_site_info`).
+    pub(crate) fn with_site_info(name: Name, site_info: u32) -> Trace {
         Trace {
-            started: local::start(name, info),
+            started: local::start_with_site_info(name, site_info),
             stop_info: None,
         }
     }
