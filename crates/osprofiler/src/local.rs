@@ -31,7 +31,9 @@ pub struct Name(NameRepr);
 #[derive(Clone, PartialEq, Eq)]
 enum NameRepr {
     Static(&'static str),
-    Shared(Arc<str>),
+    /// A thin pointer (`Arc<str>` would be a fat one), so that a name is 16
+    /// bytes and a record fits in 120.
+    Shared(Arc<Box<str>>),
 }
 
 impl Name {
@@ -58,13 +60,13 @@ impl From<&'static str> for Name {
 
 impl From<String> for Name {
     fn from(s: String) -> Self {
-        Name(NameRepr::Shared(Arc::from(s)))
+        Name(NameRepr::Shared(Arc::new(s.into_boxed_str())))
     }
 }
 
 impl From<Arc<str>> for Name {
     fn from(s: Arc<str>) -> Self {
-        Name(NameRepr::Shared(s))
+        Name(NameRepr::Shared(Arc::new(Box::from(&*s))))
     }
 }
 
@@ -115,8 +117,9 @@ pub(crate) struct RawEvent {
     pub(crate) site_info: u32,
 }
 
-// Larger records are copied by a `memcpy` call on every push.
-const _: () = assert!(std::mem::size_of::<RawEvent>() <= 128);
+// Larger records are copied by a `memcpy` call on every push; 120 leaves
+// room for the timestamp the collector adds (`notification::Event`).
+const _: () = assert!(std::mem::size_of::<RawEvent>() <= 120);
 
 impl RawEvent {
     /// A record of one notification taken now.

@@ -28,9 +28,16 @@ use crate::profiler::Id;
 pub struct Event(Repr);
 
 enum Repr {
-    Recorded { raw: RawEvent, unix_micros: i64 },
-    Ready(Notification),
+    Recorded {
+        raw: RawEvent,
+        unix_micros: i64,
+    },
+    /// Boxed: rare, and inline it would make every event larger than the
+    /// 128 bytes that move without a `memcpy` call.
+    Ready(Box<Notification>),
 }
+
+const _: () = assert!(std::mem::size_of::<Event>() <= 128);
 
 impl Event {
     pub(crate) fn recorded(raw: RawEvent, unix_micros: i64) -> Event {
@@ -113,7 +120,7 @@ impl Event {
                 timestamp: format_timestamp(*unix_micros),
                 info: Some(info_with_host(raw.info(), host())),
             },
-            Repr::Ready(n) => n.clone(),
+            Repr::Ready(n) => (**n).clone(),
         }
     }
 
@@ -156,7 +163,7 @@ impl Event {
 
 impl From<Notification> for Event {
     fn from(notification: Notification) -> Event {
-        Event(Repr::Ready(notification))
+        Event(Repr::Ready(Box::new(notification)))
     }
 }
 
