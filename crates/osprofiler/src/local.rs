@@ -105,7 +105,7 @@ pub(crate) struct RawEvent {
     /// without info, at `stop_at`).
     pub(crate) stopped: bool,
     /// Meaningful when `stopped`. (Not an `Option`: that would take the
-    /// record over 128 bytes, which pushes copy by a `memcpy` call.)
+    /// record over the 120 bytes asserted below.)
     pub(crate) stop_at: crate::clock::Instant,
     /// Which registered service recorded it (0: the process's default).
     pub(crate) service: u16,
@@ -352,7 +352,8 @@ impl Buffer {
     }
 
     /// [`Buffer::push`] of the record `event` makes, made after the buffer
-    /// is fetched.
+    /// is fetched: a start's clock reading then leaves out the fetch (a
+    /// pool lock, or an allocation), which is not the traced work.
     #[inline(always)]
     fn push_with(&mut self, event: impl FnOnce() -> RawEvent) -> Slot {
         if self.events.capacity() == 0 {
