@@ -14,7 +14,11 @@
 //! - osprofiler: `profiler::start`/`stop` inside an open element, a driver
 //!   whose `notify` returns at once.
 //! - fastrace 0.7: `LocalSpan::enter_with_local_parent` under a root span
-//!   set as local parent, a reporter that drops the records.
+//!   set as local parent, a reporter that counts and drops the records.
+//!   A root records at most 10,240 local spans (fastrace's span queue) and
+//!   silently skips the rest, clock reads included; so the loops start a
+//!   new root every [`FASTRACE_SPANS_PER_ROOT`] spans, and the bench
+//!   prints how many spans the reporter received.
 //! - tracing + `Registry`: `info_span!(..).entered()` with a registry as the
 //!   global subscriber (no trace active: a span filtered out by level).
 //! - OpenTelemetry SDK: `tracer.start` under an attached root span, batch
@@ -23,18 +27,62 @@
 //! - floor: what any span must do, two clock reads and a random id.
 
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, Criterion};
 use osprofiler::drivers::DiscardDriver;
 use osprofiler::{notifier, profiler};
 
+/// Local spans under one fastrace root: below its span queue (10,240),
+/// past which spans are not recorded.
+const FASTRACE_SPANS_PER_ROOT: u64 = 10_000;
+
+fn fastrace_spans_per_root() -> u64 {
+    std::env::var("FASTRACE_SPANS_PER_ROOT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(FASTRACE_SPANS_PER_ROOT)
+}
+
+/// Spans each peer's sink received, to show that every span was recorded.
+static FASTRACE_REPORTED: AtomicU64 = AtomicU64::new(0);
+static OTEL_EXPORTED: AtomicU64 = AtomicU64::new(0);
+
 struct DiscardReporter;
 
 impl fastrace::collector::Reporter for DiscardReporter {
     fn report(&mut self, spans: Vec<fastrace::collector::SpanRecord>) {
+        FASTRACE_REPORTED.fetch_add(spans.len() as u64, Ordering::Relaxed);
         black_box(spans);
     }
+}
+
+/// Runs `spans` fastrace local spans, under a new root every
+/// [`FASTRACE_SPANS_PER_ROOT`], as a service starts one per request.
+fn fastrace_spans(spans: u64) {
+    let mut left = spans;
+    while left > 0 {
+        let chunk = left.min(fastrace_spans_per_root());
+        let root = fastrace::Span::root("outer", fastrace::collector::SpanContext::random());
+        {
+            let _parent = root.set_local_parent();
+            for _ in 0..chunk {
+                let _s = fastrace::local::LocalSpan::enter_with_local_parent(black_box("span"));
+            }
+        }
+        drop(root);
+        left -= chunk;
+    }
+}
+
+/// Prints how many of `expected` spans (plus roots) fastrace reported.
+fn print_fastrace_reported(expected: u64) {
+    fastrace::flush();
+    let reported = FASTRACE_REPORTED.swap(0, Ordering::Relaxed);
+    eprintln!(
+        "fastrace reporter received {reported} spans (roots included) for {expected} spans run"
+    );
 }
 
 #[derive(Debug)]
@@ -45,6 +93,7 @@ impl opentelemetry_sdk::trace::SpanExporter for DiscardExporter {
         &self,
         batch: Vec<opentelemetry_sdk::trace::SpanData>,
     ) -> impl std::future::Future<Output = opentelemetry_sdk::error::OTelSdkResult> + Send {
+        OTEL_EXPORTED.fetch_add(batch.len() as u64, Ordering::Relaxed);
         black_box(batch);
         std::future::ready(Ok(()))
     }
@@ -131,13 +180,16 @@ fn enabled(c: &mut Criterion) {
     );
 
     {
-        let root = fastrace::Span::root("outer", fastrace::collector::SpanContext::random());
-        let _parent = root.set_local_parent();
+        let run = std::cell::Cell::new(0);
         g.bench_function("fastrace", |b| {
-            b.iter(|| {
-                let _s = fastrace::local::LocalSpan::enter_with_local_parent(black_box("span"));
+            b.iter_custom(|iters| {
+                run.set(run.get() + iters);
+                let start = Instant::now();
+                fastrace_spans(iters);
+                start.elapsed()
             })
         });
+        print_fastrace_reported(run.get());
     }
 
     {
@@ -243,6 +295,7 @@ fn cpu_per_span(spans: u64) {
         profiler::stop(None);
     }
     let _ = notifier::flush(Duration::from_secs(60));
+    let sent_before = notifier::stats().sent;
     let before = process_cpu_ns();
     for _ in 0..spans {
         profiler::start(black_box("span"), None);
@@ -250,30 +303,23 @@ fn cpu_per_span(spans: u64) {
     }
     let _ = notifier::flush(Duration::from_secs(60));
     report("osprofiler", process_cpu_ns() - before);
+    eprintln!(
+        "osprofiler driver received {} notifications for {spans} spans",
+        notifier::stats().sent - sent_before
+    );
     profiler::stop(None);
     profiler::clean();
     let _ = notifier::flush(Duration::from_secs(60));
 
     {
-        let root = fastrace::Span::root("outer", fastrace::collector::SpanContext::random());
-        let parent = root.set_local_parent();
-        for _ in 0..10_000 {
-            let _s = fastrace::local::LocalSpan::enter_with_local_parent("span");
-        }
-        drop(parent);
-        drop(root);
+        fastrace_spans(10_000);
         fastrace::flush();
-        let root = fastrace::Span::root("outer", fastrace::collector::SpanContext::random());
+        FASTRACE_REPORTED.store(0, Ordering::Relaxed);
         let before = process_cpu_ns();
-        {
-            let _parent = root.set_local_parent();
-            for _ in 0..spans {
-                let _s = fastrace::local::LocalSpan::enter_with_local_parent(black_box("span"));
-            }
-        }
-        drop(root);
+        fastrace_spans(spans);
         fastrace::flush();
         report("fastrace", process_cpu_ns() - before);
+        print_fastrace_reported(spans);
     }
 
     {
@@ -295,12 +341,17 @@ fn cpu_per_span(spans: u64) {
             let _s = tracer.start("span");
         }
         let _ = provider.force_flush();
+        OTEL_EXPORTED.store(0, Ordering::Relaxed);
         let before = process_cpu_ns();
         for _ in 0..spans {
             let _s = tracer.start(black_box("span"));
         }
         let _ = provider.force_flush();
         report("opentelemetry_sdk", process_cpu_ns() - before);
+        eprintln!(
+            "opentelemetry exporter received {} of {spans} spans",
+            OTEL_EXPORTED.load(Ordering::Relaxed)
+        );
         drop(cx);
         let _ = provider.shutdown();
     }

@@ -158,26 +158,6 @@ impl RawEvent {
     pub(crate) fn notifications(&self) -> usize {
         1 + usize::from(self.stopped)
     }
-
-    /// Takes the stop carried by a start record out as its own event.
-    pub(crate) fn split_stop(&mut self) -> Option<RawEvent> {
-        if !std::mem::take(&mut self.stopped) {
-            return None;
-        }
-        Some(RawEvent {
-            phase: Phase::Stop,
-            name: self.name.clone(),
-            base_id: self.base_id.clone(),
-            parent_id: self.parent_id.clone(),
-            trace_id: self.trace_id.clone(),
-            at: self.stop_at,
-            info: None,
-            stopped: false,
-            stop_at: self.stop_at,
-            service: self.service,
-            site_info: 0,
-        })
-    }
 }
 
 /// An open element: its id and name, and where its start record waits so

@@ -32,7 +32,7 @@ impl Driver for DiscardDriver {
     }
 
     // Overridden so that events are not even converted.
-    fn notify_events(&self, _: &[Event]) -> Result<()> {
+    fn notify_events(&self, _: &[Event<'_>]) -> Result<()> {
         Ok(())
     }
 }

@@ -57,7 +57,7 @@ pub trait Driver: Send + Sync + fmt::Debug + 'static {
     /// event becomes a [`Notification`] for [`notify`](Driver::notify);
     /// a driver that writes text formats straight from the events instead
     /// and skips those allocations.
-    fn notify_events(&self, batch: &[Event]) -> Result<()> {
+    fn notify_events(&self, batch: &[Event<'_>]) -> Result<()> {
         let batch: Vec<Notification> = batch.iter().map(Event::to_notification).collect();
         self.notify(&batch)
     }
@@ -105,7 +105,7 @@ impl<D: Driver + ?Sized> Driver for Arc<D> {
     fn notify(&self, batch: &[Notification]) -> Result<()> {
         (**self).notify(batch)
     }
-    fn notify_events(&self, batch: &[Event]) -> Result<()> {
+    fn notify_events(&self, batch: &[Event<'_>]) -> Result<()> {
         (**self).notify_events(batch)
     }
     fn get_events(&self, base_id: &str) -> Result<Vec<Value>> {

@@ -471,11 +471,11 @@ impl Driver for RedisDriver {
     }
 
     fn notify(&self, batch: &[Notification]) -> Result<()> {
-        let batch: Vec<Event> = batch.iter().cloned().map(Event::from).collect();
+        let batch: Vec<Event<'_>> = batch.iter().map(Event::from).collect();
         self.notify_events(&batch)
     }
 
-    fn notify_events(&self, batch: &[Event]) -> Result<()> {
+    fn notify_events(&self, batch: &[Event<'_>]) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }

@@ -22,43 +22,42 @@ use crate::profiler::Id;
 /// `start`/`stop` (and formatted on demand) or handed over ready-made
 /// through [`notifier::notify`](crate::notifier::notify).
 ///
-/// Whatever its origin, it reads as the [`Notification`] that
+/// A view: it borrows what the collector holds, so handing a batch to a
+/// driver copies no record and formats nothing. Whatever its origin, it
+/// reads as the [`Notification`] that
 /// [`to_notification`](Event::to_notification) returns: same name, ids,
 /// timestamp and info (with `host`).
-pub struct Event(Repr);
+#[derive(Clone, Copy)]
+pub struct Event<'a>(Repr<'a>);
 
-enum Repr {
+#[derive(Clone, Copy)]
+enum Repr<'a> {
+    /// `phase` is the record's own, or `Stop` for the stop a start record
+    /// carries (which has no info).
     Recorded {
-        raw: RawEvent,
+        raw: &'a RawEvent,
+        phase: Phase,
         unix_micros: i64,
     },
-    /// Boxed: rare, and inline it would make every event larger than the
-    /// 128 bytes that move without a `memcpy` call.
-    Ready(Box<Notification>),
+    Ready(&'a Notification),
 }
 
-const _: () = assert!(std::mem::size_of::<Event>() <= 128);
-
-impl Event {
-    pub(crate) fn recorded(raw: RawEvent, unix_micros: i64) -> Event {
-        Event(Repr::Recorded { raw, unix_micros })
-    }
-
-    /// The service tag of the context that recorded it (0: the default).
-    pub(crate) fn service_tag(&self) -> u16 {
-        match &self.0 {
-            Repr::Recorded { raw, .. } => raw.service,
-            Repr::Ready(_) => 0,
-        }
+impl<'a> Event<'a> {
+    pub(crate) fn recorded(raw: &'a RawEvent, phase: Phase, unix_micros: i64) -> Event<'a> {
+        Event(Repr::Recorded {
+            raw,
+            phase,
+            unix_micros,
+        })
     }
 
     /// `<point name>-start` or `<point name>-stop`.
-    pub fn name(&self) -> Cow<'_, str> {
-        match &self.0 {
-            Repr::Recorded { raw, .. } => {
+    pub fn name(&self) -> Cow<'a, str> {
+        match self.0 {
+            Repr::Recorded { raw, phase, .. } => {
                 let mut name = String::with_capacity(raw.name.as_str().len() + 6);
                 name.push_str(raw.name.as_str());
-                name.push_str(suffix(raw.phase));
+                name.push_str(suffix(phase));
                 Cow::Owned(name)
             }
             Repr::Ready(n) => Cow::Borrowed(&n.name),
@@ -66,41 +65,50 @@ impl Event {
     }
 
     /// The id shared by every element of the trace.
-    pub fn base_id(&self) -> Text<'_> {
-        match &self.0 {
+    pub fn base_id(&self) -> Text<'a> {
+        match self.0 {
             Repr::Recorded { raw, .. } => Text::id(&raw.base_id),
             Repr::Ready(n) => Text::borrowed(&n.base_id),
         }
     }
 
     /// The id of this element.
-    pub fn trace_id(&self) -> Text<'_> {
-        match &self.0 {
+    pub fn trace_id(&self) -> Text<'a> {
+        match self.0 {
             Repr::Recorded { raw, .. } => Text::id(&raw.trace_id),
             Repr::Ready(n) => Text::borrowed(&n.trace_id),
         }
     }
 
     /// The id of the enclosing element.
-    pub fn parent_id(&self) -> Text<'_> {
-        match &self.0 {
+    pub fn parent_id(&self) -> Text<'a> {
+        match self.0 {
             Repr::Recorded { raw, .. } => Text::id(&raw.parent_id),
             Repr::Ready(n) => Text::borrowed(&n.parent_id),
         }
     }
 
     /// UTC time as `%Y-%m-%dT%H:%M:%S.%f`.
-    pub fn timestamp(&self) -> Text<'_> {
-        match &self.0 {
-            Repr::Recorded { unix_micros, .. } => Text::timestamp(*unix_micros),
+    pub fn timestamp(&self) -> Text<'a> {
+        match self.0 {
+            Repr::Recorded { unix_micros, .. } => Text::timestamp(unix_micros),
             Repr::Ready(n) => Text::borrowed(&n.timestamp),
+        }
+    }
+
+    /// The caller's info of a recorded event (before `host` is added).
+    fn recorded_info(raw: &'a RawEvent, phase: Phase) -> Option<&'a Value> {
+        if phase == raw.phase {
+            raw.info()
+        } else {
+            None
         }
     }
 
     /// Whether this is an error stop (its info has a non-null `etype`).
     pub fn is_error(&self) -> bool {
-        let etype = match &self.0 {
-            Repr::Recorded { raw, .. } => match raw.info() {
+        let etype = match self.0 {
+            Repr::Recorded { raw, phase, .. } => match Self::recorded_info(raw, phase) {
                 Some(Value::Object(info)) => info.get("etype"),
                 _ => None,
             },
@@ -111,16 +119,20 @@ impl Event {
 
     /// The event as an owned [`Notification`].
     pub fn to_notification(&self) -> Notification {
-        match &self.0 {
-            Repr::Recorded { raw, unix_micros } => Notification {
+        match self.0 {
+            Repr::Recorded {
+                raw,
+                phase,
+                unix_micros,
+            } => Notification {
                 name: self.name().into_owned(),
                 base_id: raw.base_id.to_text(),
                 trace_id: raw.trace_id.to_text(),
                 parent_id: raw.parent_id.to_text(),
-                timestamp: format_timestamp(*unix_micros),
-                info: Some(info_with_host(raw.info(), host())),
+                timestamp: format_timestamp(unix_micros),
+                info: Some(info_with_host(Self::recorded_info(raw, phase), host())),
             },
-            Repr::Ready(n) => (**n).clone(),
+            Repr::Ready(n) => n.clone(),
         }
     }
 
@@ -134,7 +146,12 @@ impl Event {
     /// added: the text of `serde_json::to_string(&self.to_value(..))`,
     /// written without building the value.
     pub fn write_json(&self, out: &mut Vec<u8>, project: Option<&str>, service: Option<&str>) {
-        let Repr::Recorded { raw, unix_micros } = &self.0 else {
+        let Repr::Recorded {
+            raw,
+            phase,
+            unix_micros,
+        } = self.0
+        else {
             // Ready-made payloads are rare (Python's `notifier.notify`).
             let value = self.to_value(project, service);
             let _ = serde_json::to_writer(out, &value);
@@ -142,7 +159,7 @@ impl Event {
         };
         out.extend_from_slice(b"{\"name\":\"");
         write_escaped(out, raw.name.as_str());
-        out.extend_from_slice(suffix(raw.phase).as_bytes());
+        out.extend_from_slice(suffix(phase).as_bytes());
         out.extend_from_slice(b"\",\"base_id\":");
         write_id(out, &raw.base_id);
         out.extend_from_slice(b",\"trace_id\":");
@@ -150,9 +167,9 @@ impl Event {
         out.extend_from_slice(b",\"parent_id\":");
         write_id(out, &raw.parent_id);
         out.extend_from_slice(b",\"timestamp\":\"");
-        out.extend_from_slice(Text::timestamp(*unix_micros).as_bytes());
+        out.extend_from_slice(Text::timestamp(unix_micros).as_bytes());
         out.extend_from_slice(b"\",\"info\":{");
-        write_info_entries(out, raw.info(), host());
+        write_info_entries(out, Self::recorded_info(raw, phase), host());
         out.extend_from_slice(b"},\"project\":");
         write_optional(out, project);
         out.extend_from_slice(b",\"service\":");
@@ -161,13 +178,13 @@ impl Event {
     }
 }
 
-impl From<Notification> for Event {
-    fn from(notification: Notification) -> Event {
-        Event(Repr::Ready(Box::new(notification)))
+impl<'a> From<&'a Notification> for Event<'a> {
+    fn from(notification: &'a Notification) -> Event<'a> {
+        Event(Repr::Ready(notification))
     }
 }
 
-impl fmt::Debug for Event {
+impl fmt::Debug for Event<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Event")
             .field("name", &self.name())
@@ -406,23 +423,24 @@ mod tests {
     use super::*;
     use crate::local::Name;
 
-    fn recorded(name: &str, info: Option<Value>, phase: Phase) -> Event {
-        Event::recorded(
-            RawEvent {
-                phase,
-                name: Name::from(name.to_string()),
-                base_id: Id::from_u128(1),
-                parent_id: Id::from_text("p\"\u{1}é"),
-                trace_id: Id::from_u128(u128::MAX - 7),
-                at: crate::clock::Instant::now(),
-                info: info.map(std::sync::Arc::new),
-                stopped: false,
-                stop_at: crate::clock::Instant::ZERO,
-                service: 0,
-                site_info: 0,
-            },
-            1_795_253_491_298_649,
-        )
+    fn record(name: &str, info: Option<Value>, phase: Phase) -> RawEvent {
+        RawEvent {
+            phase,
+            name: Name::from(name.to_string()),
+            base_id: Id::from_u128(1),
+            parent_id: Id::from_text("p\"\u{1}é"),
+            trace_id: Id::from_u128(u128::MAX - 7),
+            at: crate::clock::Instant::now(),
+            info: info.map(std::sync::Arc::new),
+            stopped: false,
+            stop_at: crate::clock::Instant::ZERO,
+            service: 0,
+            site_info: 0,
+        }
+    }
+
+    fn recorded(raw: &RawEvent) -> Event<'_> {
+        Event::recorded(raw, raw.phase, 1_795_253_491_298_649)
     }
 
     #[test]
@@ -436,7 +454,8 @@ mod tests {
         ];
         for info in infos {
             for phase in [Phase::Start, Phase::Stop] {
-                let event = recorded("n\\a\"me\u{7f}\u{1f}", info.clone(), phase);
+                let raw = record("n\\a\"me\u{7f}\u{1f}", info.clone(), phase);
+                let event = recorded(&raw);
                 let mut out = Vec::new();
                 event.write_json(&mut out, Some("pro\"ject"), None);
                 let expected =
@@ -448,7 +467,8 @@ mod tests {
 
     #[test]
     fn accessors_agree_with_the_notification() {
-        let event = recorded("db", Some(serde_json::json!({"etype": "E"})), Phase::Stop);
+        let raw = record("db", Some(serde_json::json!({"etype": "E"})), Phase::Stop);
+        let event = recorded(&raw);
         let n = event.to_notification();
         assert_eq!(event.name(), n.name);
         assert_eq!(event.name(), "db-stop");
@@ -460,7 +480,7 @@ mod tests {
         assert_eq!(&*event.timestamp(), n.timestamp);
         assert!(event.is_error());
         assert!(n.is_error());
-        let ready = Event::from(n.clone());
+        let ready = Event::from(&n);
         assert_eq!(ready.to_notification(), n);
         assert_eq!(ready.base_id(), &*n.base_id);
         assert!(ready.is_error());

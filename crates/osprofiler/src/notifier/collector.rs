@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::drivers::Driver;
-use crate::local::{RawEvent, LOCAL_BATCH};
+use crate::local::{Phase, RawEvent, LOCAL_BATCH};
 use crate::notification::{Event, Notification};
 
 /// Default for [`crate::notifier::Options::capacity`].
@@ -242,14 +242,76 @@ pub(crate) fn flush(timeout: Duration) -> Result<(), usize> {
     }
 }
 
+/// Notifications waiting for the driver: one caller thread's batch, or
+/// ready-made payloads. Kept as they arrived; drivers get [`Event`] views
+/// of them, so no record is copied or split on its way out.
+enum Batch {
+    Recorded {
+        records: Vec<RawEvent>,
+        /// The batch's notifications in time order: record index times 2,
+        /// plus 1 for the stop a start record carries.
+        order: Vec<u32>,
+        /// Clock conversion, as read when the batch arrived.
+        anchor: crate::clock::Anchor,
+    },
+    Ready(Vec<Notification>),
+}
+
+impl Batch {
+    /// How many notifications it holds.
+    fn len(&self) -> usize {
+        match self {
+            Batch::Recorded { order, .. } => order.len(),
+            Batch::Ready(payloads) => payloads.len(),
+        }
+    }
+
+    /// The service of notification `k` (0 for ready-made ones).
+    fn service_tag(&self, k: usize) -> u16 {
+        match self {
+            Batch::Recorded { records, order, .. } => records[(order[k] >> 1) as usize].service,
+            Batch::Ready(_) => 0,
+        }
+    }
+
+    /// Notification `k`.
+    fn event(&self, k: usize) -> Event<'_> {
+        match self {
+            Batch::Recorded {
+                records,
+                order,
+                anchor,
+            } => {
+                let record = &records[(order[k] >> 1) as usize];
+                let (phase, at) = if order[k] & 1 == 1 {
+                    (Phase::Stop, record.stop_at)
+                } else {
+                    (record.phase, record.at)
+                };
+                let micros = (at.as_unix_nanos(anchor) / 1_000) as i64;
+                Event::recorded(record, phase, micros)
+            }
+            Batch::Ready(payloads) => Event::from(&payloads[k]),
+        }
+    }
+}
+
+/// A batch and how much of it the driver has taken.
+struct PendingBatch {
+    batch: Batch,
+    delivered: usize,
+}
+
 struct Collector {
     receiver: Receiver<Message>,
     driver: Option<Arc<dyn Driver>>,
     /// Drivers of the other services of this process, by tag.
     services: std::collections::HashMap<u16, Arc<dyn Driver>>,
-    pending: VecDeque<Event>,
-    /// Reused to put each batch in time order.
-    scratch: Vec<RawEvent>,
+    pending: VecDeque<PendingBatch>,
+    /// Notifications in `pending` not yet delivered.
+    pending_events: usize,
+    /// Emptied `order` vectors, for the next batches.
+    orders: Vec<Vec<u32>>,
     /// Flush requests waiting for `pending` to empty, with their deadlines.
     flushes: Vec<(mpsc::SyncSender<usize>, Instant)>,
     anchor: crate::clock::Anchor,
@@ -258,15 +320,35 @@ struct Collector {
     retry_at: Option<Instant>,
 }
 
-/// Whether the events of `records`, each carried stop taken out after its
-/// start, already come in time order.
-fn split_in_order(records: &[RawEvent]) -> bool {
+/// Lists the notifications of `records` in time order into `order` (see
+/// [`Batch::Recorded`]).
+fn order_notifications(records: &[RawEvent], order: &mut Vec<u32>) {
     let mut last = crate::clock::Instant::ZERO;
-    records.iter().all(|r| {
-        let in_order = r.at >= last;
-        last = if r.stopped { r.stop_at } else { r.at };
-        in_order && (!r.stopped || r.stop_at >= r.at)
-    })
+    let mut in_order = true;
+    for (index, record) in (0u32..).zip(records) {
+        in_order &= record.at >= last;
+        order.push(index << 1);
+        last = record.at;
+        if record.stopped {
+            in_order &= record.stop_at >= record.at;
+            order.push(index << 1 | 1);
+            last = record.stop_at;
+        }
+    }
+    if !in_order {
+        // A batch is one thread's, nearly in order already (an element
+        // stopped while its start was still buffered carries the stop,
+        // which comes after what happened inside it): the stable sort only
+        // merges runs.
+        order.sort_by_key(|&k| {
+            let record = &records[(k >> 1) as usize];
+            if k & 1 == 1 {
+                record.stop_at
+            } else {
+                record.at
+            }
+        });
+    }
 }
 
 impl Collector {
@@ -276,7 +358,8 @@ impl Collector {
             driver: None,
             services: std::collections::HashMap::new(),
             pending: VecDeque::new(),
-            scratch: Vec::new(),
+            pending_events: 0,
+            orders: Vec::new(),
             flushes: Vec::new(),
             anchor: crate::clock::Anchor::new(),
             anchored_at: Instant::now(),
@@ -339,7 +422,7 @@ impl Collector {
     /// have given up), so a long outage does not pile them up. The others
     /// keep waiting while failed deliveries are retried.
     fn answer_flushes(&mut self) {
-        let left = self.pending.len();
+        let left = self.pending_events;
         let now = Instant::now();
         self.flushes.retain(|(ack, deadline)| {
             let done = left == 0 || *deadline <= now;
@@ -352,42 +435,20 @@ impl Collector {
 
     fn handle(&mut self, message: Message) {
         match message {
-            Message::Events(mut events) => {
+            Message::Events(records) => {
                 self.reanchor();
-                // Stops completed in place come out of their starts; the
-                // driver gets every event in the order it happened, as
-                // Python sends them. A batch is one thread's, nearly in
-                // order already: the stable sort only merges runs.
-                let count = events.iter().map(RawEvent::notifications).sum();
-                self.pending.reserve(count);
-                if split_in_order(&events) {
-                    // The common case (elements stopped before the next one
-                    // starts): no sort, and each record moves once.
-                    for mut event in events.drain(..) {
-                        let stop = event.split_stop();
-                        self.push_recorded(event);
-                        if let Some(stop) = stop {
-                            self.push_recorded(stop);
-                        }
-                    }
-                } else {
-                    let mut ordered = std::mem::take(&mut self.scratch);
-                    for mut event in events.drain(..) {
-                        let stop = event.split_stop();
-                        ordered.push(event);
-                        ordered.extend(stop);
-                    }
-                    ordered.sort_by_key(|e| e.at);
-                    for event in ordered.drain(..) {
-                        self.push_recorded(event);
-                    }
-                    self.scratch = ordered;
-                }
-                recycle(events);
+                // The driver gets every event in the order it happened, as
+                // Python sends them, stops completed in place included.
+                let mut order = self.orders.pop().unwrap_or_default();
+                order.reserve(records.len() * 2);
+                order_notifications(&records, &mut order);
+                self.push_pending(Batch::Recorded {
+                    records,
+                    order,
+                    anchor: self.anchor,
+                });
             }
-            Message::Payloads(payloads) => {
-                self.pending.extend(payloads.into_iter().map(Event::from));
-            }
+            Message::Payloads(payloads) => self.push_pending(Batch::Ready(payloads)),
             Message::AddService(tag, driver) => {
                 self.services.insert(tag, driver);
             }
@@ -400,12 +461,66 @@ impl Collector {
         }
     }
 
-    /// Queues one recorded event. Only the clock is converted here; text
-    /// is made by the driver that needs it.
-    #[inline]
-    fn push_recorded(&mut self, event: RawEvent) {
-        let micros = (event.at.as_unix_nanos(&self.anchor) / 1_000) as i64;
-        self.pending.push_back(Event::recorded(event, micros));
+    fn push_pending(&mut self, batch: Batch) {
+        if batch.len() == 0 {
+            self.release(batch);
+            return;
+        }
+        self.pending_events += batch.len();
+        self.pending.push_back(PendingBatch {
+            batch,
+            delivered: 0,
+        });
+    }
+
+    /// Gives a delivered batch's buffers back for reuse.
+    fn release(&mut self, batch: Batch) {
+        if let Batch::Recorded {
+            records, mut order, ..
+        } = batch
+        {
+            recycle(records);
+            order.clear();
+            if self.orders.len() < POOL_SIZE {
+                self.orders.push(order);
+            }
+        }
+    }
+
+    /// Drops the first `n` pending notifications (delivered, or lost).
+    fn consume(&mut self, mut n: usize) {
+        self.pending_events -= n;
+        while n > 0 {
+            let Some(front) = self.pending.front_mut() else {
+                return;
+            };
+            let left = front.batch.len() - front.delivered;
+            if n < left {
+                front.delivered += n;
+                return;
+            }
+            n -= left;
+            if let Some(done) = self.pending.pop_front() {
+                self.release(done.batch);
+            }
+        }
+    }
+
+    /// Up to `limit` pending notifications from the front, all of the
+    /// front one's service.
+    fn next_run(&self, limit: usize) -> Option<(u16, Vec<Event<'_>>)> {
+        let front = self.pending.front()?;
+        let tag = front.batch.service_tag(front.delivered);
+        let mut run = Vec::with_capacity(limit.min(self.pending_events));
+        for pending in &self.pending {
+            for k in pending.delivered..pending.batch.len() {
+                if run.len() == limit || pending.batch.service_tag(k) != tag {
+                    return Some((tag, run));
+                }
+                run.push(pending.batch.event(k));
+            }
+        }
+        Some((tag, run))
     }
 
     /// Re-reads the wall clock now and then so timestamps follow NTP
@@ -424,8 +539,8 @@ impl Collector {
         }
         if self.driver.is_none() {
             // No driver: nothing can ever take these.
-            let n = self.pending.len();
-            self.pending.clear();
+            let n = self.pending_events;
+            self.consume(n);
             QUEUED.fetch_sub(n as u64, Ordering::Relaxed);
             return;
         }
@@ -433,28 +548,23 @@ impl Collector {
             return;
         }
         let batch_size = EXPORT_BATCH.load(Ordering::Relaxed);
-        while let Some(tag) = self.pending.front().map(Event::service_tag) {
+        loop {
             // One driver call per run of notifications of one service.
-            let n = self
-                .pending
-                .iter()
-                .take(batch_size)
-                .take_while(|e| e.service_tag() == tag)
-                .count();
+            let Some((tag, run)) = self.next_run(batch_size).filter(|(_, run)| !run.is_empty())
+            else {
+                return;
+            };
             let Some(driver) = self.services.get(&tag).or(self.driver.as_ref()).cloned() else {
                 return;
             };
-            // The front run, without `make_contiguous`: moving the whole
-            // queue whenever it wraps costs more than a shorter batch.
-            let (front, _) = self.pending.as_slices();
-            let n = n.min(front.len());
-            let chunk = &front[..n];
+            let n = run.len();
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                driver.notify_events(chunk)
+                driver.notify_events(&run)
             }));
+            drop(run);
             match result {
                 Ok(Ok(())) => {
-                    self.pending.drain(..n);
+                    self.consume(n);
                     QUEUED.fetch_sub(n as u64, Ordering::Relaxed);
                     SENT.fetch_add(n as u64, Ordering::Relaxed);
                     self.backoff = MIN_BACKOFF;
@@ -465,7 +575,7 @@ impl Collector {
                     log::warn!(
                         "osprofiler: driver {} failed ({error}); {} notifications kept for retry",
                         driver.name(),
-                        self.pending.len()
+                        self.pending_events
                     );
                     self.retry_at = Some(Instant::now() + self.backoff);
                     self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
@@ -475,7 +585,7 @@ impl Collector {
                     // A driver that panics on a batch would panic again on
                     // retry: drop that batch, keep the collector alive.
                     FAILED.fetch_add(1, Ordering::Relaxed);
-                    self.pending.drain(..n);
+                    self.consume(n);
                     QUEUED.fetch_sub(n as u64, Ordering::Relaxed);
                     record_drop(n as u64);
                 }
