@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::limits;
 use crate::notifier::collector;
-use crate::profiler::id::{Id, Rng};
+use crate::profiler::id::{Id, LocalId, Rng};
 
 /// Events gathered on a thread before they are handed over as one batch.
 pub(crate) const LOCAL_BATCH: usize = 256;
@@ -96,7 +96,7 @@ pub(crate) struct RawEvent {
     pub(crate) name: Name,
     pub(crate) base_id: Id,
     pub(crate) parent_id: Id,
-    pub(crate) trace_id: Id,
+    pub(crate) trace_id: LocalId,
     pub(crate) at: crate::clock::Instant,
     /// Behind a pointer: most events carry none, and a smaller event is
     /// cheaper to move on the hot path.
@@ -127,7 +127,7 @@ impl RawEvent {
     fn now(
         phase: Phase,
         name: Name,
-        [base_id, parent_id, trace_id]: [Id; 3],
+        (base_id, parent_id, trace_id): (Id, Id, LocalId),
         info: Option<Arc<Value>>,
         service: u16,
     ) -> RawEvent {
@@ -164,14 +164,14 @@ impl RawEvent {
 /// that `stop` can complete it in place.
 #[derive(Debug, Clone)]
 pub(crate) struct Frame {
-    id: Id,
+    id: LocalId,
     name: Name,
     start: Slot,
 }
 
 impl Frame {
     /// An element whose start record `stop` may not complete.
-    fn elsewhere(id: Id, name: Name) -> Frame {
+    fn elsewhere(id: LocalId, name: Name) -> Frame {
         Frame {
             id,
             name,
@@ -259,7 +259,7 @@ impl Context {
         let mut forked = Context::new(
             self.hmac_key.clone(),
             self.base_id.clone(),
-            self.current_id().clone(),
+            self.current_id(),
         );
         forked.service = self.service;
         forked
@@ -268,25 +268,28 @@ impl Context {
     /// The id of the innermost open element, or the context's parent id
     /// when none is open (Python's `get_id`).
     #[inline(always)]
-    pub(crate) fn current_id(&self) -> &Id {
-        self.frames.last().map_or(&self.parent_id, |f| &f.id)
+    pub(crate) fn current_id(&self) -> Id {
+        match self.frames.last() {
+            Some(frame) => frame.id.id(),
+            None => self.parent_id.clone(),
+        }
     }
 
     /// The id below the current one on Python's trace stack
     /// (`get_parent_id`).
-    pub(crate) fn current_parent_id(&self) -> &Id {
+    pub(crate) fn current_parent_id(&self) -> Id {
         match self.frames.len() {
-            0 => &self.base_id,
-            1 => &self.parent_id,
-            n => &self.frames[n - 2].id,
+            0 => self.base_id.clone(),
+            1 => self.parent_id.clone(),
+            n => self.frames[n - 2].id.id(),
         }
     }
 
     /// The id of the element that encloses the frame at `depth`.
-    fn parent_of(&self, depth: usize) -> &Id {
+    fn parent_of(&self, depth: usize) -> Id {
         match depth.checked_sub(1) {
-            Some(below) => &self.frames[below].id,
-            None => &self.parent_id,
+            Some(below) => self.frames[below].id.id(),
+            None => self.parent_id.clone(),
         }
     }
 }
@@ -527,7 +530,7 @@ fn start_active(name: Name, mut info: Option<Arc<Value>>, site_info: u32) -> boo
         let Some(ctx) = s.context.as_mut() else {
             return false;
         };
-        let trace_id = Id::from_u128(s.rng.uuid4());
+        let trace_id = s.rng.local_id();
         let mut start = Slot::NONE;
         if collector::is_recording() {
             if ctx.budget < 2 {
@@ -539,11 +542,7 @@ fn start_active(name: Name, mut info: Option<Arc<Value>>, site_info: u32) -> boo
                 limits::truncate_info(info);
             }
             start = s.buffer.push_with(|| {
-                let ids = [
-                    ctx.base_id.clone(),
-                    ctx.current_id().clone(),
-                    trace_id.clone(),
-                ];
+                let ids = (ctx.base_id.clone(), ctx.current_id(), trace_id);
                 let mut event = RawEvent::now(Phase::Start, name.clone(), ids, info, ctx.service);
                 event.site_info = site_info;
                 event
@@ -564,45 +563,58 @@ fn start_active(name: Name, mut info: Option<Arc<Value>>, site_info: u32) -> boo
 #[inline(always)]
 pub(crate) fn stop(info: Option<Value>) {
     if active() {
-        stop_active(info);
+        match info {
+            None => stop_active(),
+            Some(info) => stop_active_with_info(info),
+        }
     }
 }
 
+/// A stop without info: the common one, kept apart so that it moves no
+/// `Value` around.
 #[inline(never)]
-fn stop_active(info: Option<Value>) {
-    with_state(|s| {
-        let Some(ctx) = s.context.as_mut() else {
-            return;
-        };
-        if !ctx.foreign.is_empty() {
-            stop_among_foreign(s, info);
-            return;
+fn stop_active() {
+    with_state(|s| stop_in(s, None));
+}
+
+#[inline(never)]
+fn stop_active_with_info(info: Value) {
+    with_state(|s| stop_in(s, Some(info)));
+}
+
+#[inline(always)]
+fn stop_in(s: &mut ThreadState, info: Option<Value>) {
+    let Some(ctx) = s.context.as_mut() else {
+        return;
+    };
+    if !ctx.foreign.is_empty() {
+        stop_among_foreign(s, info);
+        return;
+    }
+    let Some(frame) = ctx.frames.pop() else {
+        return;
+    };
+    if collector::is_recording() && frame.start != Slot::UNRECORDED {
+        let mut info = info;
+        if let Some(info) = info.as_mut() {
+            limits::truncate_info(info);
         }
-        let Some(frame) = ctx.frames.pop() else {
-            return;
-        };
-        if collector::is_recording() && frame.start != Slot::UNRECORDED {
-            let mut info = info;
-            if let Some(info) = info.as_mut() {
-                limits::truncate_info(info);
-            }
-            s.buffer.stop(frame.start, info, || {
-                let ids = [ctx.base_id.clone(), ctx.current_id().clone(), frame.id];
-                RawEvent::now(Phase::Stop, frame.name, ids, None, ctx.service)
-            });
-        }
-        if ctx.frames.is_empty() {
-            // A finished request hands its events over at once, so nothing
-            // waits in the buffer of a thread that then goes idle.
-            s.buffer.hand_over();
-        }
-    });
+        s.buffer.stop(frame.start, info, || {
+            let ids = (ctx.base_id.clone(), ctx.current_id(), frame.id);
+            RawEvent::now(Phase::Stop, frame.name, ids, None, ctx.service)
+        });
+    }
+    if ctx.frames.is_empty() {
+        // A finished request hands its events over at once, so nothing
+        // waits in the buffer of a thread that then goes idle.
+        s.buffer.hand_over();
+    }
 }
 
 /// Opens an element without recording it (the context is over its
 /// budget).
 #[cold]
-fn start_unrecorded(s: &mut ThreadState, name: Name, trace_id: Id) -> bool {
+fn start_unrecorded(s: &mut ThreadState, name: Name, trace_id: LocalId) -> bool {
     let Some(ctx) = s.context.as_mut() else {
         return false;
     };
@@ -632,11 +644,7 @@ fn record_truncation(s: &mut ThreadState) {
         ),
         "max_trace_events": limit,
     });
-    let ids = [
-        ctx.base_id.clone(),
-        ctx.current_id().clone(),
-        Id::from_u128(s.rng.uuid4()),
-    ];
+    let ids = (ctx.base_id.clone(), ctx.current_id(), s.rng.local_id());
     let name = Name::from("truncated");
     let mut event = RawEvent::now(Phase::Start, name, ids, Some(Arc::new(info)), ctx.service);
     event.stopped = true;
@@ -659,10 +667,10 @@ fn record_truncation(s: &mut ThreadState) {
 impl Context {
     /// The place in `foreign` of the foreign element `trace_id`.
     #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
-    fn find_foreign(&self, trace_id: &Id) -> Option<usize> {
+    fn find_foreign(&self, trace_id: LocalId) -> Option<usize> {
         self.foreign
             .iter()
-            .rposition(|f| self.frames.get(f.depth).map(|frame| &frame.id) == Some(trace_id))
+            .rposition(|f| self.frames.get(f.depth).map(|frame| frame.id) == Some(trace_id))
     }
 
     /// Drops exited foreign elements that nothing above keeps on the stack.
@@ -678,7 +686,7 @@ impl Context {
 
     /// Removes the innermost element that is not foreign; returns its name,
     /// parent id and id.
-    fn remove_innermost_own(&mut self) -> Option<(Name, Id, Id)> {
+    fn remove_innermost_own(&mut self) -> Option<(Name, Id, LocalId)> {
         let mut above = self.foreign.len();
         let mut depth = self.frames.len();
         loop {
@@ -689,7 +697,7 @@ impl Context {
             }
         }
         let frame = self.frames.remove(depth);
-        let parent_id = self.parent_of(depth).clone();
+        let parent_id = self.parent_of(depth);
         for f in &mut self.foreign[above..] {
             f.depth = f.depth.saturating_sub(1);
         }
@@ -708,7 +716,7 @@ fn stop_among_foreign(s: &mut ThreadState, info: Option<Value>) {
         return;
     };
     if collector::is_recording() {
-        let ids = [ctx.base_id.clone(), parent_id, trace_id];
+        let ids = (ctx.base_id.clone(), parent_id, trace_id);
         let event = RawEvent::now(Phase::Stop, name, ids, info.map(Arc::new), ctx.service);
         s.buffer.push(event);
     }
@@ -721,18 +729,14 @@ pub(crate) struct ForeignElement {
     pub(crate) name: Name,
     pub(crate) base_id: Id,
     pub(crate) parent_id: Id,
-    pub(crate) trace_id: Id,
+    pub(crate) trace_id: LocalId,
     pub(crate) service: u16,
 }
 
 impl ForeignElement {
     /// A record of this element's start or stop, taken now.
     fn event(&self, phase: Phase, info: Option<Value>) -> RawEvent {
-        let ids = [
-            self.base_id.clone(),
-            self.parent_id.clone(),
-            self.trace_id.clone(),
-        ];
+        let ids = (self.base_id.clone(), self.parent_id.clone(), self.trace_id);
         RawEvent::now(
             phase,
             self.name.clone(),
@@ -752,18 +756,16 @@ pub(crate) fn start_foreign(name: Name, info: Option<Value>) -> Option<ForeignEl
         let element = ForeignElement {
             name,
             base_id: ctx.base_id.clone(),
-            parent_id: ctx.current_id().clone(),
-            trace_id: Id::from_u128(s.rng.uuid4()),
+            parent_id: ctx.current_id(),
+            trace_id: s.rng.local_id(),
             service: ctx.service,
         };
         ctx.foreign.push(Foreign {
             depth: ctx.frames.len(),
             entries: 1,
         });
-        ctx.frames.push(Frame::elsewhere(
-            element.trace_id.clone(),
-            element.name.clone(),
-        ));
+        ctx.frames
+            .push(Frame::elsewhere(element.trace_id, element.name.clone()));
         if collector::is_recording() {
             let event = element.event(Phase::Start, info);
             s.buffer.push(event);
@@ -784,17 +786,15 @@ pub(crate) fn enter_foreign(element: &ForeignElement) {
         if ctx.base_id != element.base_id {
             return;
         }
-        match ctx.find_foreign(&element.trace_id) {
+        match ctx.find_foreign(element.trace_id) {
             Some(f) => ctx.foreign[f].entries = ctx.foreign[f].entries.saturating_add(1),
             None => {
                 ctx.foreign.push(Foreign {
                     depth: ctx.frames.len(),
                     entries: 1,
                 });
-                ctx.frames.push(Frame::elsewhere(
-                    element.trace_id.clone(),
-                    element.name.clone(),
-                ));
+                ctx.frames
+                    .push(Frame::elsewhere(element.trace_id, element.name.clone()));
             }
         }
     });
@@ -804,7 +804,7 @@ pub(crate) fn enter_foreign(element: &ForeignElement) {
 /// popped; an element it cannot find (the profiler was cleaned or
 /// swapped meanwhile) is left alone.
 #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
-pub(crate) fn exit_foreign(trace_id: &Id) {
+pub(crate) fn exit_foreign(trace_id: LocalId) {
     with_state(|s| {
         let Some(ctx) = s.context.as_mut() else {
             return;

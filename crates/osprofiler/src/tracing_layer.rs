@@ -201,10 +201,10 @@ where
             Some(SpanState {
                 element: Some(element),
                 ..
-            }) => element.trace_id.clone(),
+            }) => element.trace_id,
             _ => return,
         };
-        local::exit_foreign(&trace_id);
+        local::exit_foreign(trace_id);
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {

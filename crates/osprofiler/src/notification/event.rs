@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use super::{format_timestamp, Notification};
 use crate::local::{Phase, RawEvent};
 use crate::notifier::collector::host;
-use crate::profiler::id::write_uuid;
+use crate::profiler::id::{write_uuid, LocalId};
 use crate::profiler::Id;
 
 /// One notification on its way to a driver: either recorded by
@@ -75,7 +75,7 @@ impl<'a> Event<'a> {
     /// The id of this element.
     pub fn trace_id(&self) -> Text<'a> {
         match self.0 {
-            Repr::Recorded { raw, .. } => Text::id(&raw.trace_id),
+            Repr::Recorded { raw, .. } => Text::uuid(raw.trace_id),
             Repr::Ready(n) => Text::borrowed(&n.trace_id),
         }
     }
@@ -127,7 +127,7 @@ impl<'a> Event<'a> {
             } => Notification {
                 name: self.name().into_owned(),
                 base_id: raw.base_id.to_text(),
-                trace_id: raw.trace_id.to_text(),
+                trace_id: raw.trace_id.id().to_text(),
                 parent_id: raw.parent_id.to_text(),
                 timestamp: format_timestamp(unix_micros),
                 info: Some(info_with_host(Self::recorded_info(raw, phase), host())),
@@ -162,8 +162,9 @@ impl<'a> Event<'a> {
         out.extend_from_slice(suffix(phase).as_bytes());
         out.extend_from_slice(b"\",\"base_id\":");
         write_id(out, &raw.base_id);
-        out.extend_from_slice(b",\"trace_id\":");
-        write_id(out, &raw.trace_id);
+        out.extend_from_slice(b",\"trace_id\":\"");
+        out.extend_from_slice(Text::uuid(raw.trace_id).as_bytes());
+        out.push(b'"');
         out.extend_from_slice(b",\"parent_id\":");
         write_id(out, &raw.parent_id);
         out.extend_from_slice(b",\"timestamp\":\"");
@@ -224,13 +225,15 @@ impl<'a> Text<'a> {
 
     fn id(id: &'a Id) -> Text<'a> {
         match id {
-            Id::Uuid([hi, lo]) => {
-                let mut buf = [0u8; 36];
-                write_uuid((u128::from(*hi) << 64) | u128::from(*lo), &mut buf);
-                Text(TextRepr::Inline(buf, 36))
-            }
+            Id::Uuid(halves) => Text::uuid(LocalId(*halves)),
             Id::Text(text) => Text::borrowed(text),
         }
+    }
+
+    fn uuid(id: LocalId) -> Text<'a> {
+        let mut buf = [0u8; 36];
+        write_uuid(id.as_u128(), &mut buf);
+        Text(TextRepr::Inline(buf, 36))
     }
 
     fn timestamp(unix_micros: i64) -> Text<'a> {
@@ -429,7 +432,7 @@ mod tests {
             name: Name::from(name.to_string()),
             base_id: Id::from_u128(1),
             parent_id: Id::from_text("p\"\u{1}é"),
-            trace_id: Id::from_u128(u128::MAX - 7),
+            trace_id: LocalId([u64::MAX, u64::MAX - 7]),
             at: crate::clock::Instant::now(),
             info: info.map(std::sync::Arc::new),
             stopped: false,

@@ -274,24 +274,47 @@ impl Batch {
         }
     }
 
-    /// Notification `k`.
-    fn event(&self, k: usize) -> Event<'_> {
+    /// Appends to `run` the notifications from the `from`th on, while they
+    /// are of service `tag` and `run` is shorter than `limit`. Returns
+    /// whether it reached the end of the batch.
+    fn extend_run<'a>(
+        &'a self,
+        from: usize,
+        tag: u16,
+        limit: usize,
+        run: &mut Vec<Event<'a>>,
+    ) -> bool {
         match self {
             Batch::Recorded {
                 records,
                 order,
                 anchor,
             } => {
-                let record = &records[(order[k] >> 1) as usize];
-                let (phase, at) = if order[k] & 1 == 1 {
-                    (Phase::Stop, record.stop_at)
-                } else {
-                    (record.phase, record.at)
-                };
-                let micros = (at.as_unix_nanos(anchor) / 1_000) as i64;
-                Event::recorded(record, phase, micros)
+                for &entry in order.get(from..).unwrap_or_default() {
+                    let Some(record) = records.get((entry >> 1) as usize) else {
+                        continue;
+                    };
+                    if run.len() == limit || record.service != tag {
+                        return false;
+                    }
+                    let (phase, at) = if entry & 1 == 1 {
+                        (Phase::Stop, record.stop_at)
+                    } else {
+                        (record.phase, record.at)
+                    };
+                    run.push(Event::recorded(record, phase, anchor.unix_micros(at)));
+                }
+                true
             }
-            Batch::Ready(payloads) => Event::from(&payloads[k]),
+            Batch::Ready(payloads) => {
+                for payload in payloads.get(from..).unwrap_or_default() {
+                    if run.len() == limit || tag != 0 {
+                        return false;
+                    }
+                    run.push(Event::from(payload));
+                }
+                true
+            }
         }
     }
 }
@@ -513,11 +536,11 @@ impl Collector {
         let tag = front.batch.service_tag(front.delivered);
         let mut run = Vec::with_capacity(limit.min(self.pending_events));
         for pending in &self.pending {
-            for k in pending.delivered..pending.batch.len() {
-                if run.len() == limit || pending.batch.service_tag(k) != tag {
-                    return Some((tag, run));
-                }
-                run.push(pending.batch.event(k));
+            if !pending
+                .batch
+                .extend_run(pending.delivered, tag, limit, &mut run)
+            {
+                break;
             }
         }
         Some((tag, run))
@@ -591,5 +614,81 @@ impl Collector {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::local::Name;
+    use crate::profiler::id::LocalId;
+    use crate::profiler::Id;
+
+    /// The `n`th of a few increasing clock readings.
+    fn instant(n: u64) -> crate::clock::Instant {
+        static READINGS: OnceLock<Vec<crate::clock::Instant>> = OnceLock::new();
+        let readings = READINGS.get_or_init(|| {
+            (0..6)
+                .map(|_| {
+                    std::thread::sleep(Duration::from_millis(1));
+                    crate::clock::Instant::now()
+                })
+                .collect()
+        });
+        readings[n as usize]
+    }
+
+    fn record(at: u64, stop_at: Option<u64>) -> RawEvent {
+        RawEvent {
+            phase: Phase::Start,
+            name: Name::from("n"),
+            base_id: Id::from_u128(1),
+            parent_id: Id::from_u128(2),
+            trace_id: LocalId([0, at]),
+            at: instant(at),
+            info: None,
+            stopped: stop_at.is_some(),
+            stop_at: instant(stop_at.unwrap_or(0)),
+            service: 0,
+            site_info: 0,
+        }
+    }
+
+    #[test]
+    fn carried_stops_come_out_in_time_order() {
+        // An outer element stopped while its start was buffered carries a
+        // stop that comes after everything inside it.
+        let records = [record(1, Some(4)), record(2, Some(3)), record(5, None)];
+        let mut order = Vec::new();
+        order_notifications(&records, &mut order);
+        assert_eq!(order, [0, 2, 3, 1, 4]);
+
+        let in_order = [record(1, Some(2)), record(3, None), record(4, Some(4))];
+        order.clear();
+        order_notifications(&in_order, &mut order);
+        assert_eq!(order, [0, 1, 2, 4, 5]);
+    }
+
+    #[test]
+    fn runs_stop_at_the_limit_and_at_another_service() {
+        let mut records = vec![record(1, Some(2)), record(3, Some(4)), record(5, None)];
+        records[2].service = 7;
+        let mut order = Vec::new();
+        order_notifications(&records, &mut order);
+        let batch = Batch::Recorded {
+            records,
+            order,
+            anchor: crate::clock::Anchor::new(),
+        };
+        let mut run = Vec::new();
+        assert!(!batch.extend_run(0, 0, 3, &mut run));
+        let names: Vec<_> = run.iter().map(|e| e.name().into_owned()).collect();
+        assert_eq!(names, ["n-start", "n-stop", "n-start"]);
+        run.clear();
+        assert!(!batch.extend_run(1, 0, 10, &mut run));
+        assert_eq!(run.len(), 3, "up to the other service's record");
+        run.clear();
+        assert!(batch.extend_run(4, 7, 10, &mut run));
+        assert_eq!(run.len(), 1);
     }
 }

@@ -55,6 +55,24 @@ impl Id {
     }
 }
 
+/// A uuid made in this process (the id of an element opened here): always
+/// a uuid, so unlike an [`Id`] it is plain data, copied without a check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LocalId(pub(crate) [u64; 2]);
+
+impl LocalId {
+    /// The same id as an [`Id`].
+    #[inline]
+    pub(crate) fn id(self) -> Id {
+        Id::Uuid(self.0)
+    }
+
+    /// The uuid as its 128-bit integer.
+    pub(crate) fn as_u128(self) -> u128 {
+        (u128::from(self.0[0]) << 64) | u128::from(self.0[1])
+    }
+}
+
 impl fmt::Display for Id {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -110,14 +128,28 @@ impl Rng {
         (t as u64) ^ ((t >> 64) as u64)
     }
 
+    /// A random uuid4 as a [`LocalId`].
+    #[inline]
+    pub(crate) fn local_id(&mut self) -> LocalId {
+        let value = self.uuid4();
+        LocalId([(value >> 64) as u64, value as u64])
+    }
+
     /// A random uuid4 as an integer (version and variant bits set).
+    ///
+    /// One generator step: the high half is its output, the low half its
+    /// state, scrambled by an odd multiplier. The state steps by an odd
+    /// constant, so the low half (less its two variant bits) repeats only
+    /// after 2^62 ids: one generator's ids never repeat. Two generators
+    /// (seeded apart) collide only where their state sequences overlap, as
+    /// they would with two outputs per id.
     #[inline]
     pub(crate) fn uuid4(&mut self) -> u128 {
         if self.0 == 0 {
             self.0 = seed();
         }
         let hi = self.next();
-        let lo = self.next();
+        let lo = self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let raw = (u128::from(hi) << 64) | u128::from(lo);
         (raw & !(0xf << 76) & !(0x3 << 62)) | (0x4 << 76) | (0x2 << 62)
     }
@@ -276,6 +308,18 @@ mod tests {
         assert_ne!(a, Rng::unseeded().uuid4());
         assert_eq!((a >> 76) & 0xf, 4);
         assert_eq!((a >> 62) & 0x3, 2);
+    }
+
+    #[test]
+    fn one_generator_never_repeats_an_id_or_its_low_half() {
+        let mut rng = Rng::unseeded();
+        let mut lows = std::collections::HashSet::new();
+        for _ in 0..200_000 {
+            let id = rng.local_id();
+            assert!(lows.insert(id.0[1]), "low half repeated: {id:?}");
+            assert_eq!((id.as_u128() >> 76) & 0xf, 4);
+            assert_eq!((id.as_u128() >> 62) & 0x3, 2);
+        }
     }
 
     #[test]

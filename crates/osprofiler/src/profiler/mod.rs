@@ -39,8 +39,8 @@ impl Profiler {
         Profiler {
             hmac_key: ctx.hmac_key.clone(),
             base_id: ctx.base_id.clone(),
-            parent_id: ctx.current_parent_id().clone(),
-            id: ctx.current_id().clone(),
+            parent_id: ctx.current_parent_id(),
+            id: ctx.current_id(),
         }
     }
 
