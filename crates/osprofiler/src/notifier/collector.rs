@@ -245,81 +245,105 @@ pub(crate) fn flush(timeout: Duration) -> Result<(), usize> {
 /// Notifications waiting for the driver: one caller thread's batch, or
 /// ready-made payloads. Kept as they arrived; drivers get [`Event`] views
 /// of them, so no record is copied or split on its way out.
+///
+/// A batch is read through slots: slot `2i` is record `i`'s own
+/// notification, slot `2i + 1` the stop it carries (a slot that stands for
+/// nothing is skipped).
 enum Batch {
     Recorded {
         records: Vec<RawEvent>,
-        /// The batch's notifications in time order: record index times 2,
-        /// plus 1 for the stop a start record carries.
+        /// The slots in time order; empty when that is the slots' own
+        /// order (the common case, which then allocates nothing).
         order: Vec<u32>,
         /// Clock conversion, as read when the batch arrived.
         anchor: crate::clock::Anchor,
     },
+    /// Slot `i` is payload `i`.
     Ready(Vec<Notification>),
 }
 
+/// Where the driver has got to in the pending batches: whole batches, then
+/// a slot of the next one.
+#[derive(Clone, Copy)]
+struct Progress {
+    batches: usize,
+    slot: usize,
+}
+
 impl Batch {
-    /// How many notifications it holds.
-    fn len(&self) -> usize {
+    /// How many slots it has.
+    fn slots(&self) -> usize {
         match self {
+            Batch::Recorded { records, order, .. } if order.is_empty() => records.len() * 2,
             Batch::Recorded { order, .. } => order.len(),
             Batch::Ready(payloads) => payloads.len(),
         }
     }
 
-    /// The service of notification `k` (0 for ready-made ones).
-    fn service_tag(&self, k: usize) -> u16 {
-        match self {
-            Batch::Recorded { records, order, .. } => records[(order[k] >> 1) as usize].service,
-            Batch::Ready(_) => 0,
-        }
-    }
-
-    /// Appends to `run` the notifications from the `from`th on, while they
-    /// are of service `tag` and `run` is shorter than `limit`. Returns
-    /// whether it reached the end of the batch.
+    /// Appends to `run` the notifications from slot `from` on, while they
+    /// are of service `tag` (0 for ready-made ones; `None`: the first
+    /// one's) and `run` is shorter than `limit`. Returns the slot where it
+    /// stopped (`slots()` at the end) and the tag.
     fn extend_run<'a>(
         &'a self,
         from: usize,
-        tag: u16,
+        mut tag: Option<u16>,
         limit: usize,
         run: &mut Vec<Event<'a>>,
-    ) -> bool {
+    ) -> (usize, Option<u16>) {
         match self {
             Batch::Recorded {
                 records,
                 order,
                 anchor,
             } => {
-                for &entry in order.get(from..).unwrap_or_default() {
+                for slot in from..self.slots() {
+                    let entry = if order.is_empty() {
+                        slot as u32
+                    } else {
+                        order[slot]
+                    };
                     let Some(record) = records.get((entry >> 1) as usize) else {
                         continue;
                     };
-                    if run.len() == limit || record.service != tag {
-                        return false;
+                    let carried = entry & 1 == 1;
+                    if carried && !record.stopped {
+                        continue;
                     }
-                    let (phase, at) = if entry & 1 == 1 {
+                    if run.len() == limit || *tag.get_or_insert(record.service) != record.service {
+                        return (slot, tag);
+                    }
+                    let (phase, at) = if carried {
                         (Phase::Stop, record.stop_at)
                     } else {
                         (record.phase, record.at)
                     };
                     run.push(Event::recorded(record, phase, anchor.unix_micros(at)));
                 }
-                true
+                (self.slots(), tag)
             }
             Batch::Ready(payloads) => {
-                for payload in payloads.get(from..).unwrap_or_default() {
-                    if run.len() == limit || tag != 0 {
-                        return false;
+                for (slot, payload) in payloads.iter().enumerate().skip(from) {
+                    if run.len() == limit || *tag.get_or_insert(0) != 0 {
+                        return (slot, tag);
                     }
                     run.push(Event::from(payload));
                 }
-                true
+                (payloads.len(), tag)
             }
         }
     }
 }
 
-/// A batch and how much of it the driver has taken.
+/// The allocation of `run`, emptied, free of its borrow: collecting into a
+/// vector of the same layout reuses it.
+// Not `filter`: the item type changes (its lifetime).
+#[allow(clippy::unnecessary_filter_map)]
+fn unborrowed(run: Vec<Event<'_>>) -> Vec<Event<'static>> {
+    run.into_iter().filter_map(|_| None).collect()
+}
+
+/// A batch and the first of its slots the driver has not taken.
 struct PendingBatch {
     batch: Batch,
     delivered: usize,
@@ -333,8 +357,11 @@ struct Collector {
     pending: VecDeque<PendingBatch>,
     /// Notifications in `pending` not yet delivered.
     pending_events: usize,
-    /// Emptied `order` vectors, for the next batches.
+    /// Emptied `order` vectors, for the next batches out of order.
     orders: Vec<Vec<u32>>,
+    /// The allocation of the last run handed to a driver, kept for the
+    /// next one (runs borrow `pending`, so it is kept empty and unborrowed).
+    spare_run: Vec<Event<'static>>,
     /// Flush requests waiting for `pending` to empty, with their deadlines.
     flushes: Vec<(mpsc::SyncSender<usize>, Instant)>,
     anchor: crate::clock::Anchor,
@@ -343,35 +370,38 @@ struct Collector {
     retry_at: Option<Instant>,
 }
 
-/// Lists the notifications of `records` in time order into `order` (see
-/// [`Batch::Recorded`]).
-fn order_notifications(records: &[RawEvent], order: &mut Vec<u32>) {
+/// Whether the notifications of `records`, each carried stop right after
+/// its start, come in time order.
+fn in_time_order(records: &[RawEvent]) -> bool {
     let mut last = crate::clock::Instant::ZERO;
-    let mut in_order = true;
+    records.iter().all(|r| {
+        let in_order = r.at >= last && (!r.stopped || r.stop_at >= r.at);
+        last = if r.stopped { r.stop_at } else { r.at };
+        in_order
+    })
+}
+
+/// Lists the slots of `records` (see [`Batch`]) in time order into
+/// `order`.
+fn sort_slots(records: &[RawEvent], order: &mut Vec<u32>) {
     for (index, record) in (0u32..).zip(records) {
-        in_order &= record.at >= last;
         order.push(index << 1);
-        last = record.at;
         if record.stopped {
-            in_order &= record.stop_at >= record.at;
             order.push(index << 1 | 1);
-            last = record.stop_at;
         }
     }
-    if !in_order {
-        // A batch is one thread's, nearly in order already (an element
-        // stopped while its start was still buffered carries the stop,
-        // which comes after what happened inside it): the stable sort only
-        // merges runs.
-        order.sort_by_key(|&k| {
-            let record = &records[(k >> 1) as usize];
-            if k & 1 == 1 {
-                record.stop_at
-            } else {
-                record.at
-            }
-        });
-    }
+    // A batch is one thread's, nearly in order already (an element
+    // stopped while its start was still buffered carries the stop, which
+    // comes after what happened inside it): the stable sort only merges
+    // runs.
+    order.sort_by_key(|&k| {
+        let record = &records[(k >> 1) as usize];
+        if k & 1 == 1 {
+            record.stop_at
+        } else {
+            record.at
+        }
+    });
 }
 
 impl Collector {
@@ -383,6 +413,7 @@ impl Collector {
             pending: VecDeque::new(),
             pending_events: 0,
             orders: Vec::new(),
+            spare_run: Vec::new(),
             flushes: Vec::new(),
             anchor: crate::clock::Anchor::new(),
             anchored_at: Instant::now(),
@@ -462,16 +493,24 @@ impl Collector {
                 self.reanchor();
                 // The driver gets every event in the order it happened, as
                 // Python sends them, stops completed in place included.
-                let mut order = self.orders.pop().unwrap_or_default();
-                order.reserve(records.len() * 2);
-                order_notifications(&records, &mut order);
-                self.push_pending(Batch::Recorded {
-                    records,
-                    order,
-                    anchor: self.anchor,
-                });
+                let count = records.iter().map(RawEvent::notifications).sum();
+                let mut order = Vec::new();
+                if !in_time_order(&records) {
+                    order = self.orders.pop().unwrap_or_default();
+                    sort_slots(&records, &mut order);
+                }
+                self.push_pending(
+                    count,
+                    Batch::Recorded {
+                        records,
+                        order,
+                        anchor: self.anchor,
+                    },
+                );
             }
-            Message::Payloads(payloads) => self.push_pending(Batch::Ready(payloads)),
+            Message::Payloads(payloads) => {
+                self.push_pending(payloads.len(), Batch::Ready(payloads))
+            }
             Message::AddService(tag, driver) => {
                 self.services.insert(tag, driver);
             }
@@ -484,12 +523,13 @@ impl Collector {
         }
     }
 
-    fn push_pending(&mut self, batch: Batch) {
-        if batch.len() == 0 {
+    /// Queues a batch of `count` notifications.
+    fn push_pending(&mut self, count: usize, batch: Batch) {
+        if count == 0 {
             self.release(batch);
             return;
         }
-        self.pending_events += batch.len();
+        self.pending_events += count;
         self.pending.push_back(PendingBatch {
             batch,
             delivered: 0,
@@ -503,47 +543,56 @@ impl Collector {
         } = batch
         {
             recycle(records);
-            order.clear();
-            if self.orders.len() < POOL_SIZE {
+            if order.capacity() > 0 && self.orders.len() < POOL_SIZE {
+                order.clear();
                 self.orders.push(order);
             }
         }
     }
 
-    /// Drops the first `n` pending notifications (delivered, or lost).
-    fn consume(&mut self, mut n: usize) {
+    /// Drops the `n` pending notifications up to `to` (delivered, or lost).
+    fn consume(&mut self, n: usize, to: Progress) {
         self.pending_events -= n;
-        while n > 0 {
-            let Some(front) = self.pending.front_mut() else {
-                return;
-            };
-            let left = front.batch.len() - front.delivered;
-            if n < left {
-                front.delivered += n;
-                return;
-            }
-            n -= left;
+        for _ in 0..to.batches {
             if let Some(done) = self.pending.pop_front() {
                 self.release(done.batch);
+            }
+        }
+        if let Some(front) = self.pending.front_mut() {
+            front.delivered = to.slot;
+            if front.delivered >= front.batch.slots() {
+                if let Some(done) = self.pending.pop_front() {
+                    self.release(done.batch);
+                }
             }
         }
     }
 
     /// Up to `limit` pending notifications from the front, all of the
-    /// front one's service.
-    fn next_run(&self, limit: usize) -> Option<(u16, Vec<Event<'_>>)> {
-        let front = self.pending.front()?;
-        let tag = front.batch.service_tag(front.delivered);
-        let mut run = Vec::with_capacity(limit.min(self.pending_events));
+    /// front one's service, and where they end.
+    fn next_run<'a>(
+        &'a self,
+        limit: usize,
+        mut run: Vec<Event<'a>>,
+    ) -> (Option<u16>, Vec<Event<'a>>, Progress) {
+        run.reserve(limit.min(self.pending_events));
+        let mut tag = None;
+        let mut progress = Progress {
+            batches: 0,
+            slot: 0,
+        };
         for pending in &self.pending {
-            if !pending
+            let (slot, seen) = pending
                 .batch
-                .extend_run(pending.delivered, tag, limit, &mut run)
-            {
+                .extend_run(pending.delivered, tag, limit, &mut run);
+            tag = seen;
+            if slot < pending.batch.slots() {
+                progress.slot = slot;
                 break;
             }
+            progress.batches += 1;
         }
-        Some((tag, run))
+        (tag, run, progress)
     }
 
     /// Re-reads the wall clock now and then so timestamps follow NTP
@@ -563,7 +612,11 @@ impl Collector {
         if self.driver.is_none() {
             // No driver: nothing can ever take these.
             let n = self.pending_events;
-            self.consume(n);
+            let all = Progress {
+                batches: self.pending.len(),
+                slot: 0,
+            };
+            self.consume(n, all);
             QUEUED.fetch_sub(n as u64, Ordering::Relaxed);
             return;
         }
@@ -573,10 +626,13 @@ impl Collector {
         let batch_size = EXPORT_BATCH.load(Ordering::Relaxed);
         loop {
             // One driver call per run of notifications of one service.
-            let Some((tag, run)) = self.next_run(batch_size).filter(|(_, run)| !run.is_empty())
-            else {
+            let spare = std::mem::take(&mut self.spare_run);
+            let (Some(tag), run, progress) = self.next_run(batch_size, spare) else {
                 return;
             };
+            if run.is_empty() {
+                return;
+            }
             let Some(driver) = self.services.get(&tag).or(self.driver.as_ref()).cloned() else {
                 return;
             };
@@ -584,10 +640,10 @@ impl Collector {
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 driver.notify_events(&run)
             }));
-            drop(run);
+            self.spare_run = unborrowed(run);
             match result {
                 Ok(Ok(())) => {
-                    self.consume(n);
+                    self.consume(n, progress);
                     QUEUED.fetch_sub(n as u64, Ordering::Relaxed);
                     SENT.fetch_add(n as u64, Ordering::Relaxed);
                     self.backoff = MIN_BACKOFF;
@@ -608,7 +664,7 @@ impl Collector {
                     // A driver that panics on a batch would panic again on
                     // retry: drop that batch, keep the collector alive.
                     FAILED.fetch_add(1, Ordering::Relaxed);
-                    self.consume(n);
+                    self.consume(n, progress);
                     QUEUED.fetch_sub(n as u64, Ordering::Relaxed);
                     record_drop(n as u64);
                 }
@@ -659,36 +715,70 @@ mod tests {
         // An outer element stopped while its start was buffered carries a
         // stop that comes after everything inside it.
         let records = [record(1, Some(4)), record(2, Some(3)), record(5, None)];
+        assert!(!in_time_order(&records));
         let mut order = Vec::new();
-        order_notifications(&records, &mut order);
+        sort_slots(&records, &mut order);
         assert_eq!(order, [0, 2, 3, 1, 4]);
 
         let in_order = [record(1, Some(2)), record(3, None), record(4, Some(4))];
-        order.clear();
-        order_notifications(&in_order, &mut order);
-        assert_eq!(order, [0, 1, 2, 4, 5]);
+        assert!(in_time_order(&in_order));
+    }
+
+    fn stamps(run: &[Event<'_>]) -> Vec<String> {
+        run.iter()
+            .map(|e| format!("{}@{}", e.name(), e.timestamp()))
+            .collect()
     }
 
     #[test]
     fn runs_stop_at_the_limit_and_at_another_service() {
-        let mut records = vec![record(1, Some(2)), record(3, Some(4)), record(5, None)];
+        // In order: read through the slots, no order vector.
+        let mut records = vec![record(1, Some(2)), record(3, None), record(4, Some(5))];
         records[2].service = 7;
-        let mut order = Vec::new();
-        order_notifications(&records, &mut order);
         let batch = Batch::Recorded {
             records,
-            order,
+            order: Vec::new(),
             anchor: crate::clock::Anchor::new(),
         };
         let mut run = Vec::new();
-        assert!(!batch.extend_run(0, 0, 3, &mut run));
+        assert_eq!(batch.extend_run(0, None, 2, &mut run), (2, Some(0)));
         let names: Vec<_> = run.iter().map(|e| e.name().into_owned()).collect();
-        assert_eq!(names, ["n-start", "n-stop", "n-start"]);
+        assert_eq!(names, ["n-start", "n-stop"]);
         run.clear();
-        assert!(!batch.extend_run(1, 0, 10, &mut run));
-        assert_eq!(run.len(), 3, "up to the other service's record");
+        // Slot 3 (record 1's carried stop) stands for nothing.
+        assert_eq!(batch.extend_run(2, Some(0), 10, &mut run), (4, Some(0)));
+        assert_eq!(run.len(), 1, "up to the other service's record");
         run.clear();
-        assert!(batch.extend_run(4, 7, 10, &mut run));
-        assert_eq!(run.len(), 1);
+        assert_eq!(batch.extend_run(4, None, 10, &mut run), (6, Some(7)));
+        assert_eq!(run.len(), 2);
+    }
+
+    #[test]
+    fn sorted_batches_are_delivered_in_time_order() {
+        let records = vec![record(1, Some(4)), record(2, Some(3)), record(5, None)];
+        let mut order = Vec::new();
+        sort_slots(&records, &mut order);
+        let anchor = crate::clock::Anchor::new();
+        let expected: Vec<String> = [
+            (1, "start"),
+            (2, "start"),
+            (3, "stop"),
+            (4, "stop"),
+            (5, "start"),
+        ]
+        .iter()
+        .map(|&(at, phase)| {
+            let stamp = crate::notification::format_timestamp(anchor.unix_micros(instant(at)));
+            format!("n-{phase}@{stamp}")
+        })
+        .collect();
+        let batch = Batch::Recorded {
+            records,
+            order,
+            anchor,
+        };
+        let mut run = Vec::new();
+        assert_eq!(batch.extend_run(0, None, 10, &mut run), (5, Some(0)));
+        assert_eq!(stamps(&run), expected);
     }
 }
