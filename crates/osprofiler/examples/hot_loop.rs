@@ -1,14 +1,24 @@
 //! Runs N start/stop pairs inside one span, for profilers (callgrind, perf):
 //! `cargo run --release --example hot_loop -- 1000000`
+//!
+//! A second argument picks how each element is opened: `guard` (a
+//! `profiler::Trace`) or `macro` (a `#[trace]` function) instead of
+//! `profiler::start`/`stop`.
 
 use osprofiler::drivers::DiscardDriver;
 use osprofiler::{notifier, profiler};
+
+/// `#[trace]` on a function without arguments, as in the peers bench.
+#[osprofiler::trace("span")]
+#[inline(never)]
+fn traced_fn() {}
 
 fn main() {
     let n: usize = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
+    let mode = std::env::args().nth(2).unwrap_or_default();
     // One context records every span: without a larger event budget, the
     // loop would measure the path of elements past the budget instead.
     notifier::configure(
@@ -19,9 +29,13 @@ fn main() {
     notifier::set(DiscardDriver);
     profiler::init("key", None, None);
     profiler::start("outer", None);
-    for _ in 0..n {
-        profiler::start("span", None);
-        profiler::stop(None);
+    match mode.as_str() {
+        "guard" => (0..n).for_each(|_| drop(profiler::Trace::new("span", None))),
+        "macro" => (0..n).for_each(|_| traced_fn()),
+        _ => (0..n).for_each(|_| {
+            profiler::start("span", None);
+            profiler::stop(None);
+        }),
     }
     profiler::stop(None);
     profiler::clean();
