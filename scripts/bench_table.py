@@ -64,7 +64,6 @@ def peers_runs(run):
 def main():
     crit = criterion_medians(sys.argv[1])
     run = sys.argv[2]
-    peers = lines(os.path.join(run, "peers.txt"))
     pipeline = lines(os.path.join(run, "pipeline.txt"))
     python = lines(os.path.join(run, "python.txt"))
     wrk = lines(os.path.join(run, "wrk.txt"))

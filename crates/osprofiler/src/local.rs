@@ -117,8 +117,8 @@ pub(crate) struct RawEvent {
     pub(crate) site_info: u32,
 }
 
-// Larger records are copied by a `memcpy` call on every push; 120 leaves
-// room for the timestamp the collector adds (`notification::Event`).
+// Every byte of a record is written by the traced thread and read by the
+// collector on another core: keep it small.
 const _: () = assert!(std::mem::size_of::<RawEvent>() <= 120);
 
 impl RawEvent {
