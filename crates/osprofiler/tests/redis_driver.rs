@@ -292,6 +292,148 @@ fn unreachable_redis_fails_fast_and_recovers() {
     assert_eq!(driver.get_events(&a).unwrap().len(), 1);
 }
 
+/// What the relay loses next: nothing, the next request (the connection
+/// closes before Redis sees it) or the next reply (Redis ran it, the
+/// client never hears back, as when Redis is killed after writing its AOF).
+const PASS: u8 = 0;
+const LOSE_REQUEST: u8 = 1;
+const LOSE_REPLY: u8 = 2;
+
+/// A TCP relay to the local Redis that loses one request or one reply on
+/// demand, then closes that connection.
+struct LossyRelay {
+    port: u16,
+    mode: std::sync::Arc<std::sync::atomic::AtomicU8>,
+}
+
+impl LossyRelay {
+    fn start() -> LossyRelay {
+        use std::io::{Read, Write};
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        use std::sync::atomic::{AtomicU8, Ordering};
+        use std::sync::Arc;
+
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mode = Arc::new(AtomicU8::new(PASS));
+        let shared = mode.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = TcpStream::connect("127.0.0.1:6379") else {
+                    continue;
+                };
+                // Each direction copies until it is told to lose a chunk.
+                let pipe = |mut from: TcpStream,
+                            mut to: TcpStream,
+                            lose: u8,
+                            mode: Arc<AtomicU8>| {
+                    move || {
+                        let mut buf = vec![0u8; 1 << 16];
+                        loop {
+                            let n = match from.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            if mode
+                                .compare_exchange(lose, PASS, Ordering::SeqCst, Ordering::SeqCst)
+                                .is_ok()
+                                || to.write_all(&buf[..n]).is_err()
+                            {
+                                break;
+                            }
+                        }
+                        let _ = from.shutdown(Shutdown::Both);
+                        let _ = to.shutdown(Shutdown::Both);
+                    }
+                };
+                let (c, s) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(pipe(c, s, LOSE_REQUEST, shared.clone()));
+                std::thread::spawn(pipe(server, client, LOSE_REPLY, shared.clone()));
+            }
+        });
+        LossyRelay { port, mode }
+    }
+
+    fn lose_next(&self, what: u8) {
+        self.mode.store(what, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A retried batch is stored exactly once whether the failed attempt was
+/// applied (its reply lost) or not (its request lost), and a retry that no
+/// longer starts with the failed run is stored whole: nothing is lost.
+#[test]
+fn retried_batches_are_stored_once() {
+    servers::require_redis();
+    let relay = LossyRelay::start();
+    let url = format!("redis://127.0.0.1:{}/9", relay.port);
+    let driver = RedisDriver::new(&url, None, None, &ProfilerConfig::default()).unwrap();
+    let a = servers::unique_uuid();
+    let events: Vec<Notification> = (0..6)
+        .map(|i| {
+            event(
+                &format!("e{i}-start"),
+                &a,
+                &servers::unique_uuid(),
+                &a,
+                &format!("2024-01-01T00:00:00.00000{i}"),
+                json!({"host": "h"}),
+            )
+        })
+        .collect();
+    let stored = || -> Vec<String> {
+        let mut names: Vec<String> = driver
+            .get_events(&a)
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap().to_string())
+            .collect();
+        names.sort();
+        names
+    };
+    // An open connection, so the next reply is the transaction's.
+    driver.notify(&events[..1]).unwrap();
+
+    // Applied, reply lost: the retry (the same run and more) adds only
+    // what is new.
+    relay.lose_next(LOSE_REPLY);
+    assert!(driver.notify(&events[1..3]).is_err());
+    assert_eq!(
+        stored(),
+        ["e0-start", "e1-start", "e2-start"],
+        "the lost reply's transaction ran"
+    );
+    driver.notify(&events[1..4]).unwrap();
+    assert_eq!(stored(), ["e0-start", "e1-start", "e2-start", "e3-start"]);
+
+    // Not applied: the retry stores it.
+    relay.lose_next(LOSE_REQUEST);
+    assert!(driver.notify(&events[4..5]).is_err());
+    assert_eq!(stored().len(), 4, "the lost request ran");
+    driver.notify(&events[4..5]).unwrap();
+    assert_eq!(stored().len(), 5);
+
+    // Applied, and the retry's first attempt fails too (on connecting):
+    // what it knew survives to the next retry.
+    relay.lose_next(LOSE_REPLY);
+    assert!(driver.notify(&events[5..6]).is_err());
+    relay.lose_next(LOSE_REPLY);
+    assert!(driver.notify(&events[5..6]).is_err());
+    assert_eq!(stored().len(), 6);
+    driver.notify(&events[5..6]).unwrap();
+    assert_eq!(stored().len(), 6);
+
+    // A retry that does not start with the failed run is sent whole:
+    // stored twice, never lost.
+    relay.lose_next(LOSE_REPLY);
+    assert!(driver.notify(&events[5..6]).is_err());
+    driver.notify(&events[4..6]).unwrap();
+    let names = stored();
+    assert_eq!(names.len(), 9, "{names:?}");
+    assert_eq!(names.iter().filter(|n| *n == "e5-start").count(), 3);
+    cleanup(&[&a]);
+}
+
 #[test]
 fn redis_sentinel_finds_the_master() {
     let master = servers::RedisProcess::start(servers::free_port(), &[]);

@@ -15,9 +15,17 @@
 //! after any failure: a Redis that is down or restarting makes
 //! [`Driver::notify`] return an error quickly, and the collector retries
 //! the batch later.
+//!
+//! A retried batch is stored once, even when the failed attempt was
+//! applied and only its reply was lost (Redis killed after writing its
+//! append-only file, a dropped connection, a timeout). Each transaction
+//! also sets `osprofiler_writer:<driver id>` to its sequence number; after
+//! a failure the driver reads that marker back and leaves out of the retry
+//! the events Redis already has. Python's readers never look at these keys.
 
 use std::collections::HashSet;
 use std::fmt;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use redis::{
@@ -37,14 +45,20 @@ pub const NAMESPACE_OPT: &str = "osprofiler_opt:";
 pub const NAMESPACE_LEGACY: &str = "osprofiler:";
 /// Prefix of the error index written with `filter_error_trace`.
 pub const NAMESPACE_ERROR: &str = "osprofiler_error:";
+/// Prefix of each driver's commit marker: the sequence number of its last
+/// stored transaction.
+pub const NAMESPACE_WRITER: &str = "osprofiler_writer:";
+/// How long a commit marker outlives its driver's last write: it must
+/// outlast any outage the collector's backlog survives.
+const WRITER_MARKER_TTL_SECONDS: u64 = 7 * 24 * 3600;
 
 const NAME: &str = "redis";
 /// Time allowed to open a TCP connection to Redis (or to a sentinel, at
 /// least its `socket_timeout`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Time allowed for a reply. Generous: a batch is many commands, and a
-/// spurious timeout would make the collector re-send a batch Redis already
-/// stored.
+/// transaction abandoned on a timeout may still run after its retry checked
+/// the commit marker, storing that batch twice.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Keys asked for per `SCAN` step, and commands per read-side pipeline.
 const SCAN_COUNT: usize = 1000;
@@ -64,6 +78,31 @@ pub struct RedisDriver {
     filter_error_trace: bool,
     ttl_seconds: Option<u64>,
     connection: super::reconnect::Reconnecting<Connection>,
+    /// `osprofiler_writer:<random uuid>`.
+    writer_marker: String,
+    writes: Mutex<Writes>,
+}
+
+/// What this driver knows of its own transactions.
+#[derive(Default)]
+struct Writes {
+    /// Sequence number of the last transaction sent.
+    sequence: u64,
+    /// Set when a delivery failed: the collector retries the same run.
+    uncertain: Option<Uncertain>,
+}
+
+/// The front of a run whose delivery failed, as far as Redis may have it.
+struct Uncertain {
+    /// Payloads of those events, in run order.
+    json: Vec<u8>,
+    /// Events at the front known to be stored, and the bytes of their
+    /// payloads in `json`.
+    stored_events: usize,
+    stored_bytes: usize,
+    /// Events after those, sent in transaction `sequence` with no reply.
+    sent_events: usize,
+    sequence: u64,
 }
 
 enum Endpoint {
@@ -100,9 +139,8 @@ impl RedisDriver {
     /// Uses `filter_error_trace`, `trace_ttl_seconds`, and for Sentinel
     /// `sentinel_service_name` and `socket_timeout` from `conf`. Sentinels
     /// are tried in order, each within `socket_timeout` (as Python's); the
-    /// master's replies get at least 5 s, since a spurious timeout on a
-    /// batch would make the collector store it twice. Does not connect: the
-    /// first use does, and every use after a failure.
+    /// master's replies get at least 5 s (see `IO_TIMEOUT`). Does not
+    /// connect: the first use does, and every use after a failure.
     pub fn new(
         connection_string: &str,
         project: Option<&str>,
@@ -136,7 +174,47 @@ impl RedisDriver {
             filter_error_trace: conf.filter_error_trace,
             ttl_seconds: conf.trace_ttl_seconds.filter(|&t| t > 0),
             connection: super::reconnect::Reconnecting::new(),
+            writer_marker: format!(
+                "{NAMESPACE_WRITER}{}",
+                crate::profiler::id::format_uuid(crate::profiler::id::random_uuid4())
+            ),
+            writes: Mutex::new(Writes::default()),
         })
+    }
+
+    /// How many events at the front of `batch`, a retry of a run whose
+    /// delivery failed, Redis already has. Reads the commit marker when the
+    /// last transaction's outcome is unknown; an error leaves `uncertain`
+    /// as it was. If the run does not start with the failed one's events,
+    /// nothing can be left out: they may be stored twice, never lost.
+    fn already_stored(&self, uncertain: &mut Uncertain, batch: &[Event<'_>]) -> Result<usize> {
+        let events = uncertain.stored_events + uncertain.sent_events;
+        let mut json = Vec::with_capacity(uncertain.json.len());
+        for event in batch.iter().take(events) {
+            event.write_json(&mut json, self.project.as_deref(), self.service.as_deref());
+        }
+        if batch.len() < events || json != uncertain.json {
+            log::warn!(
+                "osprofiler: a batch retried on Redis changed; {events} notifications may be stored twice"
+            );
+            return Ok(0);
+        }
+        if uncertain.sent_events > 0 {
+            let committed: Option<u64> = self.with_connection(|connection| {
+                redis::cmd("GET")
+                    .arg(&self.writer_marker)
+                    .query(connection)
+                    .map_err(|e| self.error("reading the commit marker failed", e))
+            })?;
+            if committed.is_some_and(|c| c >= uncertain.sequence) {
+                uncertain.stored_events = events;
+                uncertain.stored_bytes = uncertain.json.len();
+            } else {
+                uncertain.json.truncate(uncertain.stored_bytes);
+            }
+            uncertain.sent_events = 0;
+        }
+        Ok(uncertain.stored_events)
     }
 
     fn error(&self, what: &str, e: impl fmt::Display) -> Error {
@@ -479,6 +557,29 @@ impl Driver for RedisDriver {
         if batch.is_empty() {
             return Ok(());
         }
+        let mut writes = self.writes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut known = writes.uncertain.take();
+        let skip = match known.as_mut() {
+            None => 0,
+            Some(uncertain) => match self.already_stored(uncertain, batch) {
+                Ok(skip) => skip,
+                Err(e) => {
+                    writes.uncertain = known;
+                    return Err(e);
+                }
+            },
+        };
+        // Events Redis has are left out; a prefix that no longer matches
+        // (skip 0) is forgotten.
+        let mut stored_json = match known {
+            Some(uncertain) if skip > 0 => uncertain.json,
+            _ => Vec::new(),
+        };
+        let batch_all = batch;
+        let batch = &batch[skip..];
+        if batch.is_empty() {
+            return Ok(());
+        }
         // Group by trace, keeping the order of arrival: one variadic LPUSH
         // per trace leaves each list exactly as one LPUSH per event would.
         // Payloads are written into one buffer; `traces` holds their ranges.
@@ -532,16 +633,39 @@ impl Driver for RedisDriver {
                 cmd.arg("EX").arg(ttl);
             }
         }
+        writes.sequence += 1;
+        let sequence = writes.sequence;
+        pipe.cmd("SET")
+            .arg(&self.writer_marker)
+            .arg(sequence)
+            .arg("EX")
+            .arg(WRITER_MARKER_TTL_SECONDS);
         let commands = pipe.len();
-        let replies = self.with_connection(|connection| {
+        let sent = self.with_connection(|connection| {
             // Replies: OK to MULTI, QUEUED per command, then EXEC's array.
             // An error while queueing (OOM, READONLY after a failover, ...)
-            // aborts the whole transaction and comes back as `Err`: nothing
-            // was stored, so the collector may safely retry.
+            // aborts the whole transaction and comes back as `Err`.
             connection
                 .req_packed_commands(&pipe.get_packed_pipeline(), commands + 1, 1)
                 .map_err(|e| self.error("write failed", e))
-        })?;
+        });
+        let replies = match sent {
+            Ok(replies) => replies,
+            Err(e) => {
+                // Whether Redis applied it is unknown: the retry reads the
+                // marker to find out.
+                let stored_bytes = stored_json.len();
+                stored_json.extend_from_slice(&json);
+                writes.uncertain = Some(Uncertain {
+                    json: stored_json,
+                    stored_events: skip,
+                    stored_bytes,
+                    sent_events: batch.len(),
+                    sequence,
+                });
+                return Err(e);
+            }
+        };
         // Errors of single commands inside EXEC (e.g. WRONGTYPE: the key is
         // not a list) cannot succeed on retry, and the other commands were
         // applied: log and report success so they are not stored twice.
@@ -551,7 +675,7 @@ impl Driver for RedisDriver {
                     let e: redis::RedisError = e.into();
                     log::warn!(
                         "osprofiler: Redis rejected part of a batch of {} notifications: {e}",
-                        batch.len()
+                        batch_all.len()
                     );
                 }
             }
