@@ -96,7 +96,7 @@ fn body_tokens(options: &Options, sig: &Signature, block: &Block) -> TokenStream
         let #mutability #guard = if ::osprofiler::profiler::is_active() {
             #start_call
         } else {
-            ::core::option::Option::None
+            ::osprofiler::__macro_support::not_started()
         };
     };
 

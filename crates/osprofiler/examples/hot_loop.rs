@@ -13,6 +13,13 @@ use osprofiler::{notifier, profiler};
 #[inline(never)]
 fn traced_fn() {}
 
+/// The same element through a guard: compare the two functions' inclusive
+/// costs.
+#[inline(never)]
+fn guard_fn() {
+    let _span = profiler::Trace::new("span", None);
+}
+
 fn main() {
     let n: usize = std::env::args()
         .nth(1)
@@ -30,7 +37,7 @@ fn main() {
     profiler::init("key", None, None);
     profiler::start("outer", None);
     match mode.as_str() {
-        "guard" => (0..n).for_each(|_| drop(profiler::Trace::new("span", None))),
+        "guard" => (0..n).for_each(|_| guard_fn()),
         "macro" => (0..n).for_each(|_| traced_fn()),
         _ => (0..n).for_each(|_| {
             profiler::start("span", None);

@@ -509,10 +509,11 @@ fn site_info(index: u32) -> Option<&'static Value> {
 }
 
 /// [`start`] with the info registered as `site_info` (see
-/// [`register_site_info`]).
+/// [`register_site_info`]), for a caller that has just checked [`active`]
+/// (without a context it opens nothing all the same).
 #[inline(always)]
 pub(crate) fn start_with_site_info(name: Name, site_info: u32) -> bool {
-    active() && start_active(name, None, site_info)
+    start_active(name, None, site_info)
 }
 
 /// Python's `_Profiler.start`. Returns whether an element was opened.

@@ -35,7 +35,7 @@ use crate::profiler::{error_info, Name, Trace};
 /// `{"name", "args", "kwargs"}` (Python: `info.copy()`, then
 /// `info["function"] = {...}`). `args` and `kwargs` are left out when
 /// `args` is `None`.
-pub fn start<F>(name: impl Into<Name>, details: F) -> Option<Trace>
+pub fn start<F>(name: impl Into<Name>, details: F) -> Trace
 where
     F: FnOnce() -> (String, Option<String>, Option<Value>),
 {
@@ -43,7 +43,7 @@ where
         let (function, args, info) = details();
         start_info(function, args, info)
     });
-    Some(Trace::new(name, info))
+    Trace::new(name, info)
 }
 
 /// The start info of a call site where it never changes (no arguments
@@ -60,23 +60,44 @@ impl StaticInfo {
     }
 }
 
-/// [`start`] for a call site with a [`StaticInfo`].
-pub fn start_static<F>(
-    name: impl Into<Name>,
-    site: &'static StaticInfo,
-    details: F,
-) -> Option<Trace>
+/// [`start`] for a call site with a [`StaticInfo`]. Once the site's info
+/// is registered, this goes straight to the recording path: the generated
+/// code has just checked that a profiler is active.
+#[inline(always)]
+pub fn start_static<F>(name: impl Into<Name>, site: &'static StaticInfo, details: F) -> Trace
 where
     F: FnOnce() -> (String, Option<String>, Option<Value>),
 {
-    if !is_recording() {
-        return Some(Trace::new(name, None));
+    let site_info = match site.0.get() {
+        Some(&index) => index,
+        None => site.register(details),
+    };
+    Trace::with_site_info(name.into(), site_info)
+}
+
+/// The guard of a traced function called while no profiler is active.
+#[inline(always)]
+pub fn not_started() -> Trace {
+    Trace::not_started()
+}
+
+impl StaticInfo {
+    /// Builds and registers the site's info on its first recorded call;
+    /// until a driver records, there is nothing to build (0: no info).
+    #[cold]
+    #[inline(never)]
+    fn register<F>(&self, details: F) -> u32
+    where
+        F: FnOnce() -> (String, Option<String>, Option<Value>),
+    {
+        if !is_recording() {
+            return 0;
+        }
+        *self.0.get_or_init(|| {
+            let (function, args, info) = details();
+            crate::local::register_site_info(start_info(function, args, info))
+        })
     }
-    let site_info = *site.0.get_or_init(|| {
-        let (function, args, info) = details();
-        crate::local::register_site_info(start_info(function, args, info))
-    });
-    Some(Trace::with_site_info(name.into(), site_info))
 }
 
 fn start_info(function: String, args: Option<String>, info: Option<Value>) -> Value {
@@ -104,8 +125,8 @@ pub fn is_recording() -> bool {
 /// The guard of a traced function, if its stop info is worth formatting:
 /// it opened an element and a driver records it.
 #[inline]
-pub fn recording(guard: &mut Option<Trace>) -> Option<&mut Trace> {
-    guard.as_mut().filter(|_| is_recording())
+pub fn recording(guard: &mut Trace) -> Option<&mut Trace> {
+    (guard.is_recording() && is_recording()).then_some(guard)
 }
 
 /// Converts the `info = ...` expression of the attribute: a JSON object

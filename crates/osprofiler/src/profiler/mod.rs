@@ -207,10 +207,21 @@ impl Trace {
     }
 
     /// [`Trace::new`] with the never-changing start info of a call site
-    /// (see `local::register_site_info`).
+    /// (see `local::register_site_info`), for a caller that has just
+    /// checked that a profiler is active.
+    #[inline(always)]
     pub(crate) fn with_site_info(name: Name, site_info: u32) -> Trace {
         Trace {
             started: local::start_with_site_info(name, site_info),
+            stop_info: None,
+        }
+    }
+
+    /// A guard that opened nothing.
+    #[inline(always)]
+    pub(crate) fn not_started() -> Trace {
+        Trace {
+            started: false,
             stop_info: None,
         }
     }
