@@ -104,12 +104,27 @@ fn truncate_string(s: &mut String, max: usize) {
     if s.len() <= max {
         return;
     }
+    s.truncate(cut_at(s, max));
+    s.push_str(TRUNCATION_MARK);
+}
+
+/// The last char boundary of `s` at or before `max`.
+fn cut_at(s: &str, max: usize) -> usize {
     let mut end = max;
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    s.truncate(end);
-    s.push_str(TRUNCATION_MARK);
+    end
+}
+
+/// An info string as [`truncate_info`] would leave it: the part kept, and
+/// whether the mark follows.
+pub(crate) fn truncated_str(s: &str) -> (&str, bool) {
+    let max = max_info_bytes();
+    if s.len() <= max {
+        return (s, false);
+    }
+    (&s[..cut_at(s, max)], true)
 }
 
 #[cfg(test)]

@@ -22,6 +22,31 @@ pub(crate) const LOCAL_BATCH: usize = 256;
 /// Smallest buffer taken after a short batch.
 const SMALL_BATCH: usize = 8;
 
+/// The `info` of a record.
+#[derive(Debug)]
+pub(crate) enum Info {
+    /// What a caller gave.
+    Value(Value),
+    /// A JSON object rendered as compact text by the code that recorded it:
+    /// one allocation where a `Value` takes one per map and string, and
+    /// each is freed by the collector thread.
+    Rendered(Box<str>),
+}
+
+impl Info {
+    pub(crate) fn shared(value: Value) -> Arc<Info> {
+        Arc::new(Info::Value(value))
+    }
+
+    /// The info as a JSON value (parsed when rendered).
+    pub(crate) fn to_value(&self) -> Cow<'_, Value> {
+        match self {
+            Info::Value(value) => Cow::Borrowed(value),
+            Info::Rendered(text) => Cow::Owned(serde_json::from_str(text).unwrap_or(Value::Null)),
+        }
+    }
+}
+
 /// The name of a trace point (`wsgi`, `db`, `rpc`, ...).
 ///
 /// Static names cost nothing to record; dynamic ones are shared, not copied.
@@ -100,7 +125,7 @@ pub(crate) struct RawEvent {
     pub(crate) at: crate::clock::Instant,
     /// Behind a pointer: most events carry none, and a smaller event is
     /// cheaper to move on the hot path.
-    pub(crate) info: Option<Arc<Value>>,
+    pub(crate) info: Option<Arc<Info>>,
     /// Whether this start carries the stop of its element (recorded
     /// without info, at `stop_at`).
     pub(crate) stopped: bool,
@@ -128,7 +153,7 @@ impl RawEvent {
         phase: Phase,
         name: Name,
         (base_id, parent_id, trace_id): (Id, Id, LocalId),
-        info: Option<Arc<Value>>,
+        info: Option<Arc<Info>>,
         service: u16,
     ) -> RawEvent {
         RawEvent {
@@ -147,7 +172,7 @@ impl RawEvent {
     }
 
     /// The info of this record, wherever it is kept.
-    pub(crate) fn info(&self) -> Option<&Value> {
+    pub(crate) fn info(&self) -> Option<&Info> {
         match self.info.as_deref() {
             Some(info) => Some(info),
             None => site_info(self.site_info),
@@ -378,7 +403,7 @@ impl Buffer {
             None => {
                 let mut event = event();
                 event.at = at;
-                event.info = info.map(Arc::new);
+                event.info = info.map(Info::shared);
                 self.push(event);
             }
         }
@@ -486,7 +511,7 @@ pub(crate) fn hand_over_pending() {
 }
 
 /// Start infos of call sites that never change them, by index - 1.
-static SITE_INFOS: RwLock<Vec<&'static Value>> = RwLock::new(Vec::new());
+static SITE_INFOS: RwLock<Vec<&'static Info>> = RwLock::new(Vec::new());
 
 /// Keeps `info` for the life of the process and returns the index that
 /// [`start_with_site_info`] records; 0 when the registry is unusable.
@@ -499,11 +524,11 @@ pub(crate) fn register_site_info(mut info: Value) -> u32 {
     let Ok(index) = u32::try_from(infos.len() + 1) else {
         return 0;
     };
-    infos.push(Box::leak(Box::new(info)));
+    infos.push(Box::leak(Box::new(Info::Value(info))));
     index
 }
 
-fn site_info(index: u32) -> Option<&'static Value> {
+fn site_info(index: u32) -> Option<&'static Info> {
     let slot = usize::try_from(index).ok()?.checked_sub(1)?;
     SITE_INFOS.read().ok()?.get(slot).copied()
 }
@@ -521,12 +546,12 @@ pub(crate) fn start_with_site_info(name: Name, site_info: u32) -> bool {
 /// Only the check for an active profiler is inlined into callers: with no
 /// trace active, a start costs one thread-local load.
 #[inline(always)]
-pub(crate) fn start(name: Name, info: Option<Arc<Value>>) -> bool {
+pub(crate) fn start(name: Name, info: Option<Arc<Info>>) -> bool {
     active() && start_active(name, info, 0)
 }
 
 #[inline(never)]
-fn start_active(name: Name, mut info: Option<Arc<Value>>, site_info: u32) -> bool {
+fn start_active(name: Name, mut info: Option<Arc<Info>>, site_info: u32) -> bool {
     with_state(|s| {
         let Some(ctx) = s.context.as_mut() else {
             return false;
@@ -539,7 +564,7 @@ fn start_active(name: Name, mut info: Option<Arc<Value>>, site_info: u32) -> boo
                 return start_unrecorded(s, name, trace_id);
             }
             ctx.budget -= 2;
-            if let Some(info) = info.as_mut().and_then(Arc::get_mut) {
+            if let Some(Info::Value(info)) = info.as_mut().and_then(Arc::get_mut) {
                 limits::truncate_info(info);
             }
             start = s.buffer.push_with(|| {
@@ -647,7 +672,13 @@ fn record_truncation(s: &mut ThreadState) {
     });
     let ids = (ctx.base_id.clone(), ctx.current_id(), s.rng.local_id());
     let name = Name::from("truncated");
-    let mut event = RawEvent::now(Phase::Start, name, ids, Some(Arc::new(info)), ctx.service);
+    let mut event = RawEvent::now(
+        Phase::Start,
+        name,
+        ids,
+        Some(Info::shared(info)),
+        ctx.service,
+    );
     event.stopped = true;
     event.stop_at = event.at;
     s.buffer.push(event);
@@ -718,7 +749,7 @@ fn stop_among_foreign(s: &mut ThreadState, info: Option<Value>) {
     };
     if collector::is_recording() {
         let ids = (ctx.base_id.clone(), parent_id, trace_id);
-        let event = RawEvent::now(Phase::Stop, name, ids, info.map(Arc::new), ctx.service);
+        let event = RawEvent::now(Phase::Stop, name, ids, info.map(Info::shared), ctx.service);
         s.buffer.push(event);
     }
 }
@@ -742,7 +773,7 @@ impl ForeignElement {
             phase,
             self.name.clone(),
             ids,
-            info.map(Arc::new),
+            info.map(Info::shared),
             self.service,
         )
     }

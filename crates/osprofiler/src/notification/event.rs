@@ -13,7 +13,7 @@ use std::ops::Deref;
 use serde_json::{Map, Value};
 
 use super::{format_timestamp, Notification};
-use crate::local::{Phase, RawEvent};
+use crate::local::{Info, Phase, RawEvent};
 use crate::notifier::collector::host;
 use crate::profiler::id::{write_uuid, LocalId};
 use crate::profiler::Id;
@@ -97,7 +97,7 @@ impl<'a> Event<'a> {
     }
 
     /// The caller's info of a recorded event (before `host` is added).
-    fn recorded_info(raw: &'a RawEvent, phase: Phase) -> Option<&'a Value> {
+    fn recorded_info(raw: &'a RawEvent, phase: Phase) -> Option<&'a Info> {
         if phase == raw.phase {
             raw.info()
         } else {
@@ -109,7 +109,10 @@ impl<'a> Event<'a> {
     pub fn is_error(&self) -> bool {
         let etype = match self.0 {
             Repr::Recorded { raw, phase, .. } => match Self::recorded_info(raw, phase) {
-                Some(Value::Object(info)) => info.get("etype"),
+                Some(Info::Value(Value::Object(info))) => info.get("etype"),
+                Some(info @ Info::Rendered(text)) if text.contains("\"etype\"") => {
+                    return is_error_info(&info.to_value());
+                }
                 _ => None,
             },
             Repr::Ready(n) => n.info.as_ref().and_then(|i| i.get("etype")),
@@ -130,7 +133,12 @@ impl<'a> Event<'a> {
                 trace_id: raw.trace_id.id().to_text(),
                 parent_id: raw.parent_id.to_text(),
                 timestamp: format_timestamp(unix_micros),
-                info: Some(info_with_host(Self::recorded_info(raw, phase), host())),
+                info: Some(info_with_host(
+                    Self::recorded_info(raw, phase)
+                        .map(Info::to_value)
+                        .as_deref(),
+                    host(),
+                )),
             },
             Repr::Ready(n) => n.clone(),
         }
@@ -341,9 +349,36 @@ fn write_optional(out: &mut Vec<u8>, text: Option<&str>) {
     }
 }
 
+/// Whether an info value has a non-null `etype`.
+fn is_error_info(info: &Value) -> bool {
+    info.get("etype").is_some_and(|e| !e.is_null())
+}
+
+/// [`write_value_entries`] for a record's info. A rendered object is
+/// copied as it is, unless it has its own `host` for Python's to replace.
+fn write_info_entries(out: &mut Vec<u8>, info: Option<&Info>, host: &str) {
+    match info {
+        Some(Info::Rendered(text)) if !text.contains("\"host\"") => {
+            let members = text
+                .strip_prefix('{')
+                .and_then(|t| t.strip_suffix('}'))
+                .unwrap_or("");
+            out.extend_from_slice(members.as_bytes());
+            if !members.is_empty() {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"\"host\":");
+            write_optional(out, Some(host));
+        }
+        Some(Info::Value(value)) => write_value_entries(out, Some(value), host),
+        Some(rendered) => write_value_entries(out, Some(&rendered.to_value()), host),
+        None => write_value_entries(out, None, host),
+    }
+}
+
 /// The entries of Python's info dict: the caller's info with `host` set
 /// (in place when the caller gave one, last otherwise).
-fn write_info_entries(out: &mut Vec<u8>, info: Option<&Value>, host: &str) {
+fn write_value_entries(out: &mut Vec<u8>, info: Option<&Value>, host: &str) {
     let mut first = true;
     let mut entry = |out: &mut Vec<u8>, key: &str| {
         if !first {
@@ -380,7 +415,7 @@ fn write_info_entries(out: &mut Vec<u8>, info: Option<&Value>, host: &str) {
 }
 
 /// JSON string contents, escaped as `serde_json` escapes them.
-fn write_escaped(out: &mut Vec<u8>, text: &str) {
+pub(crate) fn write_escaped(out: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
@@ -427,6 +462,10 @@ mod tests {
     use crate::local::Name;
 
     fn record(name: &str, info: Option<Value>, phase: Phase) -> RawEvent {
+        record_with(name, info.map(Info::Value), phase)
+    }
+
+    fn record_with(name: &str, info: Option<Info>, phase: Phase) -> RawEvent {
         RawEvent {
             phase,
             name: Name::from(name.to_string()),
@@ -464,8 +503,42 @@ mod tests {
                 let expected =
                     serde_json::to_string(&event.to_value(Some("pro\"ject"), None)).unwrap();
                 assert_eq!(String::from_utf8(out).unwrap(), expected);
+                // The same object rendered by its recorder reads the same.
+                if let Some(Value::Object(_)) = &info {
+                    let text = serde_json::to_string(info.as_ref().unwrap()).unwrap();
+                    let rendered = record_with(
+                        "n\\a\"me\u{7f}\u{1f}",
+                        Some(Info::Rendered(text.into())),
+                        phase,
+                    );
+                    let event = recorded(&rendered);
+                    let mut out = Vec::new();
+                    event.write_json(&mut out, Some("pro\"ject"), None);
+                    assert_eq!(String::from_utf8(out).unwrap(), expected);
+                    assert_eq!(
+                        event.to_value(Some("pro\"ject"), None),
+                        serde_json::from_str::<Value>(&expected).unwrap()
+                    );
+                }
             }
         }
+        let empty = record_with("n", Some(Info::Rendered("{}".into())), Phase::Start);
+        let mut out = Vec::new();
+        recorded(&empty).write_json(&mut out, None, None);
+        let expected = serde_json::to_string(&recorded(&empty).to_value(None, None)).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
+        assert!(expected.contains(r#""info":{"host":"#), "{expected}");
+    }
+
+    #[test]
+    fn rendered_infos_tell_errors() {
+        let info = |text: &str| Some(Info::Rendered(text.into()));
+        let error = record_with("db", info(r#"{"etype":"E","message":"m"}"#), Phase::Stop);
+        assert!(recorded(&error).is_error());
+        let null = record_with("db", info(r#"{"etype":null}"#), Phase::Stop);
+        assert!(!recorded(&null).is_error());
+        let plain = record_with("db", info(r#"{"request":{"path":"/etype"}}"#), Phase::Stop);
+        assert!(!recorded(&plain).is_error());
     }
 
     #[test]

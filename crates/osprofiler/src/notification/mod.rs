@@ -5,6 +5,8 @@ use serde_json::{Map, Value};
 
 mod event;
 
+pub(crate) use event::write_escaped;
+
 pub use event::{Event, Text};
 
 /// One start or stop notification, before the driver adds `project` and

@@ -150,7 +150,7 @@ pub fn is_active() -> bool {
 /// `profiler.start`). Does nothing when no profiler is active.
 #[inline(always)]
 pub fn start(name: impl Into<Name>, info: Option<Value>) {
-    local::start(name.into(), info.map(Arc::new));
+    local::start(name.into(), info.map(local::Info::shared));
 }
 
 /// Emits `<name>-stop` for the innermost open element and closes it
@@ -201,7 +201,7 @@ impl Trace {
     #[inline(always)]
     pub fn new(name: impl Into<Name>, info: Option<Value>) -> Trace {
         Trace {
-            started: local::start(name.into(), info.map(Arc::new)),
+            started: local::start(name.into(), info.map(local::Info::shared)),
             stop_info: None,
         }
     }

@@ -52,7 +52,6 @@ pub mod sqlx;
 use std::error::Error as StdError;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use serde_json::{json, Value};
 
@@ -177,7 +176,7 @@ impl StatementSpan {
     #[cold]
     fn open(fork: Context, name: Name, info: Value) -> StatementSpan {
         let outer = local::swap_context(Some(fork));
-        local::start(name, Some(Arc::new(info)));
+        local::start(name, Some(local::Info::shared(info)));
         let context = local::swap_context(outer);
         StatementSpan { context }
     }

@@ -31,13 +31,13 @@
 mod future;
 mod layer;
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, RwLock};
 use std::task::{Context as TaskContext, Poll};
 
 use http::header::HeaderName;
 use http::{Request, Response};
-use serde_json::{Map, Value};
 use tower_service::Service;
 
 pub use future::ResponseFuture;
@@ -45,7 +45,8 @@ pub use layer::TraceLayer;
 
 use super::signing::unpack_with;
 use super::{otel_trace_id, TraceParent, TraceparentPolicy, TRACEPARENT};
-use crate::local::{self, Context};
+use crate::local::{self, Context, Info};
+use crate::notification::write_escaped;
 use crate::profiler::Id;
 
 const UNSET: u8 = 0;
@@ -202,43 +203,53 @@ fn traceparent<B>(request: &Request<B>) -> Option<TraceParent> {
 }
 
 /// Python's `request` info: path, query, method, scheme, in that order;
-/// `traceparent` after them when given.
-fn request_info<B>(request: &Request<B>, traceparent: Option<String>) -> Value {
-    // Maps cloned from prebuilt ones with the same keys: a clone copies
-    // their hash index, where inserting would hash every key again.
-    static TEMPLATES: OnceLock<(Map<String, Value>, Map<String, Value>)> = OnceLock::new();
-    let (info_template, fields_template) = TEMPLATES.get_or_init(|| {
-        let keys = |keys: &[&str]| keys.iter().map(|k| (k.to_string(), Value::Null)).collect();
-        (
-            keys(&["request"]),
-            keys(&["path", "query", "method", "scheme"]),
-        )
-    });
+/// `traceparent` after them when given. Rendered as JSON text here, in
+/// one allocation: as a `serde_json` value it took a dozen, all freed by
+/// the collector thread, whose frees contend with this thread's
+/// allocations for the allocator's lock.
+fn request_info<B>(request: &Request<B>, traceparent: Option<&str>) -> Info {
     let uri = request.uri();
-    let mut fields = fields_template.clone();
-    let values = [
-        percent_decode(uri.path()).into(),
-        uri.query().unwrap_or("").into(),
-        request.method().as_str().into(),
-        uri.scheme_str().unwrap_or("http").into(),
+    let path = percent_decode(uri.path());
+    let query = uri.query().unwrap_or("");
+    let mut text = Vec::with_capacity(80 + path.len() + query.len());
+    let fields = [
+        ("{\"request\":{\"path\":", &*path),
+        (",\"query\":", query),
+        (",\"method\":", request.method().as_str()),
+        (",\"scheme\":", uri.scheme_str().unwrap_or("http")),
     ];
-    for (slot, value) in fields.values_mut().zip(values) {
-        *slot = value;
+    for (prefix, value) in fields {
+        text.extend_from_slice(prefix.as_bytes());
+        write_info_string(&mut text, value);
     }
-    let mut info = info_template.clone();
-    if let Some(slot) = info.values_mut().next() {
-        *slot = Value::Object(fields);
-    }
+    text.push(b'}');
     if let Some(tp) = traceparent {
-        info.insert("traceparent".into(), tp.into());
+        text.extend_from_slice(b",\"traceparent\":");
+        write_info_string(&mut text, tp);
     }
-    Value::Object(info)
+    text.push(b'}');
+    match String::from_utf8(text) {
+        Ok(text) => Info::Rendered(text.into_boxed_str()),
+        // Not reached: the input is UTF-8 and escapes are ASCII.
+        Err(e) => Info::Rendered(String::from_utf8_lossy(e.as_bytes()).into()),
+    }
+}
+
+/// A JSON string, cut to `max_info_bytes` like every info string.
+fn write_info_string(out: &mut Vec<u8>, value: &str) {
+    let (kept, cut) = crate::limits::truncated_str(value);
+    out.push(b'"');
+    write_escaped(out, kept);
+    if cut {
+        out.extend_from_slice(crate::limits::TRUNCATION_MARK.as_bytes());
+    }
+    out.push(b'"');
 }
 
 /// WSGI servers hand the application a URL-decoded path.
-fn percent_decode(path: &str) -> String {
+fn percent_decode(path: &str) -> Cow<'_, str> {
     if !path.contains('%') {
-        return path.to_string();
+        return Cow::Borrowed(path);
     }
     let bytes = path.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -260,7 +271,7 @@ fn percent_decode(path: &str) -> String {
             }
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for TraceService<S>
@@ -282,7 +293,7 @@ where
             return ResponseFuture::untraced(self.inner.call(request));
         };
         context.service = self.settings.service;
-        let info = request_info(&request, traceparent);
+        let info = request_info(&request, traceparent.as_deref());
         // The handler may do work in `call` already: run it in the trace.
         let outer = local::swap_context(Some(context));
         local::start("wsgi".into(), Some(Arc::new(info)));
@@ -294,7 +305,7 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::{percent_decode, request_info};
+    use super::{percent_decode, request_info, write_info_string, Info};
 
     #[test]
     fn request_info_keeps_pythons_key_order() {
@@ -303,15 +314,36 @@ mod tests {
             .uri("https://h/a%20b?x=1")
             .body(())
             .unwrap();
+        let text = |info: Info| match info {
+            Info::Rendered(text) => text.to_string(),
+            Info::Value(value) => panic!("not rendered: {value}"),
+        };
         assert_eq!(
-            serde_json::to_string(&request_info(&request, None)).unwrap(),
+            text(request_info(&request, None)),
             r#"{"request":{"path":"/a b","query":"x=1","method":"POST","scheme":"https"}}"#
         );
         let request = http::Request::builder().uri("/").body(()).unwrap();
         assert_eq!(
-            serde_json::to_string(&request_info(&request, Some("tp".into()))).unwrap(),
+            text(request_info(&request, Some("tp"))),
             r#"{"request":{"path":"/","query":"","method":"GET","scheme":"http"},"traceparent":"tp"}"#
         );
+        // Escaped as serde_json escapes, and cut like every info string.
+        let request = http::Request::builder()
+            .uri("/%22q%22%5C%0A?a=%22")
+            .body(())
+            .unwrap();
+        let rendered = text(request_info(&request, None));
+        let parsed: serde_json::Value = serde_json::from_str(&rendered).unwrap();
+        assert_eq!(parsed["request"]["path"], "/\"q\"\\\n");
+        assert_eq!(rendered, serde_json::to_string(&parsed).unwrap());
+        // A URI cannot exceed the default limit; the strings it gives are
+        // cut by the same writer.
+        let mut out = Vec::new();
+        write_info_string(&mut out, &"é".repeat(40_000));
+        let cut: String = serde_json::from_slice(&out).unwrap();
+        let mark = crate::limits::TRUNCATION_MARK;
+        assert!(cut.ends_with(mark), "{}", cut.len());
+        assert!(cut.len() <= crate::limits::max_info_bytes() + mark.len());
     }
 
     #[test]
