@@ -119,6 +119,7 @@ fn cut_at(s: &str, max: usize) -> usize {
 
 /// An info string as [`truncate_info`] would leave it: the part kept, and
 /// whether the mark follows.
+#[cfg(feature = "tower")]
 pub(crate) fn truncated_str(s: &str) -> (&str, bool) {
     let max = max_info_bytes();
     if s.len() <= max {

@@ -27,9 +27,11 @@ const SMALL_BATCH: usize = 8;
 pub(crate) enum Info {
     /// What a caller gave.
     Value(Value),
-    /// A JSON object rendered as compact text by the code that recorded it:
+    /// A JSON object rendered as compact text by the code that recorded it
+    /// (the tower layer's request info):
     /// one allocation where a `Value` takes one per map and string, and
     /// each is freed by the collector thread.
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
     Rendered(Box<str>),
 }
 

@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 
 mod event;
 
+#[cfg(feature = "tower")]
 pub(crate) use event::write_escaped;
 
 pub use event::{Event, Text};

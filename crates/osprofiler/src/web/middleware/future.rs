@@ -23,7 +23,13 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             // Dropped before completion (client went away): close the
             // element so the trace stays well formed.
-            if let Some(context) = this.project().context.take() {
+            let context = this.project().context;
+            // Checked first: `take` would copy the whole context out even
+            // when there is none (every untraced request).
+            if context.is_none() {
+                return;
+            }
+            if let Some(context) = context.take() {
                 finish(context, Some(error_info("Cancelled", "request dropped before a response was ready")));
             }
         }
@@ -61,6 +67,9 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        if this.context.is_none() {
+            return this.inner.poll(cx);
+        }
         let Some(context) = this.context.take() else {
             return this.inner.poll(cx);
         };
