@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use super::{format_timestamp, Notification};
 use crate::local::{Info, Phase, RawEvent};
 use crate::notifier::collector::host;
-use crate::profiler::id::{write_uuid, LocalId};
+use crate::profiler::id::{fill_uuid, LocalId};
 use crate::profiler::Id;
 
 /// One notification on its way to a driver: either recorded by
@@ -171,12 +171,12 @@ impl<'a> Event<'a> {
         out.extend_from_slice(b"\",\"base_id\":");
         write_id(out, &raw.base_id);
         out.extend_from_slice(b",\"trace_id\":\"");
-        out.extend_from_slice(Text::uuid(raw.trace_id).as_bytes());
+        out.extend_from_slice(Text::uuid(raw.trace_id).bytes());
         out.push(b'"');
         out.extend_from_slice(b",\"parent_id\":");
         write_id(out, &raw.parent_id);
         out.extend_from_slice(b",\"timestamp\":\"");
-        out.extend_from_slice(Text::timestamp(unix_micros).as_bytes());
+        out.extend_from_slice(Text::timestamp(unix_micros).bytes());
         out.extend_from_slice(b"\",\"info\":{");
         write_info_entries(out, Self::recorded_info(raw, phase), host());
         out.extend_from_slice(b"},\"project\":");
@@ -240,8 +240,18 @@ impl<'a> Text<'a> {
 
     fn uuid(id: LocalId) -> Text<'a> {
         let mut buf = [0u8; 36];
-        write_uuid(id.as_u128(), &mut buf);
+        fill_uuid(id.as_u128(), &mut buf);
         Text(TextRepr::Inline(buf, 36))
+    }
+
+    /// The text's bytes, without the UTF-8 check that `&str` costs an
+    /// inline text (for writers of JSON bytes).
+    fn bytes(&self) -> &[u8] {
+        match &self.0 {
+            TextRepr::Borrowed(text) => text.as_bytes(),
+            TextRepr::Inline(buf, len) => &buf[..usize::from(*len)],
+            TextRepr::Owned(text) => text.as_bytes(),
+        }
     }
 
     fn timestamp(unix_micros: i64) -> Text<'a> {
@@ -332,7 +342,7 @@ fn write_timestamp(unix_micros: i64, buf: &mut [u8; 36]) -> Option<u8> {
 fn write_id(out: &mut Vec<u8>, id: &Id) {
     out.push(b'"');
     match id {
-        Id::Uuid(_) => out.extend_from_slice(Text::id(id).as_bytes()),
+        Id::Uuid(_) => out.extend_from_slice(Text::id(id).bytes()),
         Id::Text(text) => write_escaped(out, text),
     }
     out.push(b'"');

@@ -187,6 +187,15 @@ pub(crate) fn format_uuid(value: u128) -> String {
 
 /// Writes the canonical text of a uuid into `buf` and returns it.
 pub(crate) fn write_uuid(value: u128, buf: &mut [u8; 36]) -> &str {
+    fill_uuid(value, buf);
+    // Only ASCII was written; the check cannot fail.
+    std::str::from_utf8(buf).unwrap_or_default()
+}
+
+/// Writes the canonical text of a uuid into `buf` (ASCII), for callers
+/// that want its bytes and need no `&str` (checking it costs as much as
+/// writing it).
+pub(crate) fn fill_uuid(value: u128, buf: &mut [u8; 36]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     /// Where the two hex digits of each byte go.
     const AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
@@ -195,8 +204,6 @@ pub(crate) fn write_uuid(value: u128, buf: &mut [u8; 36]) -> &str {
         buf[at] = HEX[usize::from(byte >> 4)];
         buf[at + 1] = HEX[usize::from(byte & 0xf)];
     }
-    // Only ASCII was written; the check cannot fail.
-    std::str::from_utf8(buf).unwrap_or_default()
 }
 
 /// The two halves of a canonical uuid written in lowercase: the only
