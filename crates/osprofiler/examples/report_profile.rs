@@ -15,48 +15,12 @@
 
 use std::time::Instant;
 
-use osprofiler::notification::format_timestamp;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-fn uuid(i: u64) -> String {
-    format!("{:08x}-0000-4000-8000-{:012x}", i >> 16, i)
-}
+#[path = "../benches/support/report_events.rs"]
+mod report_events;
 
-/// The payloads of `benches/pipeline.rs`.
-fn trace_events(n: usize) -> Vec<Value> {
-    let base = uuid(0);
-    let payload = |name: &str, id: u64, parent: u64, at: i64| {
-        json!({
-            "name": name,
-            "base_id": base,
-            "trace_id": uuid(id),
-            "parent_id": uuid(parent),
-            "timestamp": format_timestamp(at),
-            "info": {"host": "bench", "db": {"statement": "SELECT 1"}},
-            "project": "bench",
-            "service": "api",
-        })
-    };
-    let mut events = Vec::with_capacity(n);
-    let mut id = 1_u64;
-    let mut clock = 1_700_000_000_000_000_i64;
-    while events.len() + 20 <= n {
-        let first = id;
-        for depth in 0..10 {
-            let parent = if depth == 0 { 0 } else { id - 1 };
-            events.push(payload("db-start", id, parent, clock));
-            clock += 3;
-            id += 1;
-        }
-        for depth in (0..10).rev() {
-            let this = first + depth;
-            let parent = if depth == 0 { 0 } else { this - 1 };
-            events.push(payload("db-stop", this, parent, clock));
-            clock += 3;
-        }
-    }
-    events
-}
+use report_events::trace_events;
 
 /// CPU time of this thread in ns.
 fn cpu_ns() -> u64 {
