@@ -146,14 +146,23 @@ fn redis_export(c: &mut Criterion) {
 }
 
 /// Spans recorded on this thread and exported by the collector to Redis:
-/// events per second from the first start to the end of the flush.
+/// events per second from the first start to the end of the flush. The
+/// same loop exported to a driver that discards runs first, in the same
+/// conditions (same core, same buffer), for the caller's cost without I/O.
 fn redis_end_to_end() {
     let url = redis_url();
     assert!(flushdb(&url), "export/redis: no Redis answers at {url}");
     let driver = RedisDriver::new(&url, Some("bench"), Some("api"), &ProfilerConfig::default())
         .expect("redis driver");
+    export_end_to_end("discard", Arc::new(DiscardDriver));
+    export_end_to_end("redis", Arc::new(driver));
+    flushdb(&url);
+}
+
+/// Prints `export/<name>/end_to_end: <events>/s (...)` for one export run.
+fn export_end_to_end(name: &str, driver: Arc<dyn Driver>) {
     notifier::configure(notifier::Options::default().capacity(4_000_000));
-    notifier::set_shared(Arc::new(driver));
+    notifier::set_shared(driver);
     let spans: u64 = std::env::var("PIPELINE_EXPORT_SPANS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -175,7 +184,7 @@ fn redis_end_to_end() {
     let events = 2 * spans + 2;
     let stats = notifier::stats();
     println!(
-        "export/redis/end_to_end: {:.0} events/s ({} events in {:.3} s, caller thread {:.1} ns/event, caller thread CPU {:.1} ns/event, flush {:?}, dropped {})",
+        "export/{name}/end_to_end: {:.0} events/s ({} events in {:.3} s, caller thread {:.1} ns/event, caller thread CPU {:.1} ns/event, flush {:?}, dropped {})",
         events as f64 / total.as_secs_f64(),
         events,
         total.as_secs_f64(),
@@ -185,7 +194,6 @@ fn redis_end_to_end() {
         stats.dropped,
     );
     notifier::reset();
-    flushdb(&url);
 }
 
 /// This thread's CPU time so far, in nanoseconds (0 when unknown). On a
