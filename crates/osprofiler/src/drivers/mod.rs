@@ -45,7 +45,10 @@ use crate::notification::{Event, Notification};
 /// A place notifications are written to and read back from.
 ///
 /// `notify` runs on the collector thread, never on traced code; it may
-/// block. An `Err` makes the collector keep the batch and retry it later.
+/// block. An `Err` makes the collector keep the batch and retry it later,
+/// with the same events first: a driver whose failed write may still have
+/// been applied (a lost reply) should leave out of the retry what its store
+/// already has, as the Redis driver does, or the batch is stored twice.
 pub trait Driver: Send + Sync + fmt::Debug + 'static {
     /// Backend name (`redis`, `sqlite`, ...), for logs and errors.
     fn name(&self) -> &'static str;
