@@ -365,7 +365,8 @@ fn is_error_info(info: &Value) -> bool {
 }
 
 /// [`write_value_entries`] for a record's info. A rendered object is
-/// copied as it is, unless it has its own `host` for Python's to replace.
+/// copied as it is, unless it has a `host` of its own (which `host`
+/// replaces in place, as in Python).
 fn write_info_entries(out: &mut Vec<u8>, info: Option<&Info>, host: &str) {
     match info {
         Some(Info::Rendered(text)) if !text.contains("\"host\"") => {
