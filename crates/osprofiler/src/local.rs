@@ -28,14 +28,14 @@ pub(crate) enum Info {
     /// What a caller gave.
     Value(Value),
     /// A JSON object rendered as compact text by the code that recorded it
-    /// (the tower layer's request info):
-    /// one allocation where a `Value` takes one per map and string, and
-    /// each is freed by the collector thread.
+    /// (the tower layer's request info): one allocation where a `Value`
+    /// takes one per map and string, each freed by the collector thread.
     #[cfg_attr(not(feature = "tower"), allow(dead_code))]
     Rendered(Box<str>),
 }
 
 impl Info {
+    /// A caller's value, as a record holds it.
     pub(crate) fn shared(value: Value) -> Arc<Info> {
         Arc::new(Info::Value(value))
     }

@@ -67,13 +67,12 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        // Checked first: `take` would copy the whole (empty) context slot
+        // out on every poll of an untraced request.
         if this.context.is_none() {
             return this.inner.poll(cx);
         }
-        let Some(context) = this.context.take() else {
-            return this.inner.poll(cx);
-        };
-        let outer = local::swap_context(Some(context));
+        let outer = local::swap_context(this.context.take());
         let result = this.inner.poll(cx);
         let context = local::swap_context(outer);
         match &result {
