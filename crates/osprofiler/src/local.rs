@@ -9,6 +9,7 @@
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::fmt;
+use std::mem::ManuallyDrop;
 use std::sync::{Arc, RwLock};
 
 use serde_json::Value;
@@ -19,6 +20,8 @@ use crate::profiler::id::{Id, LocalId, Rng};
 
 /// Events gathered on a thread before they are handed over as one batch.
 pub(crate) const LOCAL_BATCH: usize = 256;
+// A batch's records index its contexts with a `u16`.
+const _: () = assert!(LOCAL_BATCH <= u16::MAX as usize);
 /// Smallest buffer taken after a short batch.
 const SMALL_BATCH: usize = 8;
 
@@ -113,64 +116,82 @@ pub(crate) enum Phase {
     Stop,
 }
 
+/// What every element of one context shares: the trace's id, the parent of
+/// the context's outermost element, and the service whose driver receives
+/// them. Records refer to it by an index into their batch's [`Contexts`],
+/// so a record holds none of these ids.
+#[derive(Debug)]
+pub(crate) struct ContextIds {
+    pub(crate) base_id: Id,
+    pub(crate) parent_id: Id,
+    /// See `notifier::add_service`; 0 for the default driver.
+    pub(crate) service: u16,
+}
+
 /// One notification as recorded on the hot path, or two: a start whose
 /// element was stopped while the start still sat in the same buffer
 /// carries its stop too (`stopped`), so the common short element costs one
 /// record instead of two.
 #[derive(Debug)]
 pub(crate) struct RawEvent {
-    pub(crate) phase: Phase,
     pub(crate) name: Name,
-    pub(crate) base_id: Id,
-    pub(crate) parent_id: Id,
     pub(crate) trace_id: LocalId,
+    /// The enclosing element; `trace_id` itself when that is the context's
+    /// parent (its `ContextIds::parent_id`, which may not be a local id).
+    /// No element is its own parent, so the value is free for that.
+    pub(crate) parent_id: LocalId,
     pub(crate) at: crate::clock::Instant,
+    /// Meaningful when `stopped`.
+    pub(crate) stop_at: crate::clock::Instant,
     /// Behind a pointer: most events carry none, and a smaller event is
     /// cheaper to move on the hot path.
     pub(crate) info: Option<Arc<Info>>,
-    /// Whether this start carries the stop of its element (recorded
-    /// without info, at `stop_at`).
-    pub(crate) stopped: bool,
-    /// Meaningful when `stopped`. (Not an `Option`: that would take the
-    /// record over the 120 bytes asserted below.)
-    pub(crate) stop_at: crate::clock::Instant,
-    /// Which registered service recorded it (0: the process's default).
-    pub(crate) service: u16,
     /// The start info of a call site that never changes it (see
     /// [`register_site_info`]), when `info` is `None`; 0 for none. An
     /// index rather than a shared pointer: counting references to one info
     /// from the traced thread and the collector would bounce its cache
     /// line between them on every call.
     pub(crate) site_info: u32,
+    /// Where its context's ids are in the batch's [`Contexts`].
+    pub(crate) context: u16,
+    pub(crate) phase: Phase,
+    /// Whether this start carries the stop of its element (recorded
+    /// without info, at `stop_at`).
+    pub(crate) stopped: bool,
 }
 
 // Every byte of a record is written by the traced thread and read by the
-// collector on another core: keep it small.
-const _: () = assert!(std::mem::size_of::<RawEvent>() <= 120);
+// collector on another core: one cache line at most.
+const _: () = assert!(std::mem::size_of::<RawEvent>() <= 64);
 
 impl RawEvent {
-    /// A record of one notification taken now.
+    /// A record of one notification taken `at`. `parent` is `None` for
+    /// the outermost element of the context.
     #[inline(always)]
-    fn now(
+    fn new(
         phase: Phase,
         name: Name,
-        (base_id, parent_id, trace_id): (Id, Id, LocalId),
+        (trace_id, parent): (LocalId, Option<LocalId>),
+        (context, at): (u16, crate::clock::Instant),
         info: Option<Arc<Info>>,
-        service: u16,
     ) -> RawEvent {
         RawEvent {
-            phase,
             name,
-            base_id,
-            parent_id,
             trace_id,
-            at: crate::clock::Instant::now(),
-            info,
-            stopped: false,
+            parent_id: parent.unwrap_or(trace_id),
+            at,
             stop_at: crate::clock::Instant::ZERO,
-            service,
+            info,
             site_info: 0,
+            context,
+            phase,
+            stopped: false,
         }
+    }
+
+    /// The enclosing element when it is not the context's parent.
+    pub(crate) fn parent(&self) -> Option<LocalId> {
+        (self.parent_id != self.trace_id).then_some(self.parent_id)
     }
 
     /// The info of this record, wherever it is kept.
@@ -184,6 +205,65 @@ impl RawEvent {
     /// How many notifications this record stands for.
     pub(crate) fn notifications(&self) -> usize {
         1 + usize::from(self.stopped)
+    }
+}
+
+/// The [`ContextIds`] that one batch's records refer to, by index. The
+/// first is kept inline: a batch of one request's events needs no
+/// allocation for it.
+#[derive(Debug, Default)]
+pub(crate) struct Contexts {
+    first: Option<Arc<ContextIds>>,
+    more: Vec<Arc<ContextIds>>,
+}
+
+impl Contexts {
+    /// The ids at `index`.
+    #[inline]
+    pub(crate) fn get(&self, index: u16) -> Option<&ContextIds> {
+        match index.checked_sub(1) {
+            None => self.first.as_deref(),
+            Some(i) => self.more.get(usize::from(i)).map(|ids| &**ids),
+        }
+    }
+
+    /// The index of `ids`, added unless it is the last one added (a
+    /// thread records for one context at a time, so that check is the
+    /// only one on the hot path).
+    #[inline(always)]
+    fn index_of(&mut self, ids: &Arc<ContextIds>) -> u16 {
+        let last = match self.more.last() {
+            Some(last) => Some(last),
+            None => self.first.as_ref(),
+        };
+        match last {
+            // The table holds `last`, so its address cannot be reused
+            // by other ids meanwhile.
+            Some(last) if Arc::ptr_eq(last, ids) => self.more.len() as u16,
+            _ => self.add(ids),
+        }
+    }
+
+    /// A table of `ids`, in order (for tests of what reads batches).
+    #[cfg(test)]
+    pub(crate) fn of(ids: impl IntoIterator<Item = ContextIds>) -> Contexts {
+        let mut contexts = Contexts::default();
+        for ids in ids {
+            contexts.add(&Arc::new(ids));
+        }
+        contexts
+    }
+
+    /// Adds `ids`; returns its index. A batch has at most one entry per
+    /// record, so the index fits.
+    #[inline(never)]
+    fn add(&mut self, ids: &Arc<ContextIds>) -> u16 {
+        if self.first.is_none() {
+            self.first = Some(ids.clone());
+            return 0;
+        }
+        self.more.push(ids.clone());
+        self.more.len() as u16
     }
 }
 
@@ -233,21 +313,17 @@ impl Slot {
 #[derive(Debug, Clone)]
 pub(crate) struct Context {
     pub(crate) hmac_key: Arc<str>,
-    /// The id shared by every element of the trace.
-    pub(crate) base_id: Id,
-    /// The parent of the outermost element opened in this context.
-    parent_id: Id,
-    /// The open elements, innermost last (Python's trace stack without its
-    /// first two ids, which are the two above). One vector, so opening an
-    /// element is one push.
+    /// The trace's id, the parent of the outermost element opened in this
+    /// context (Python's trace stack starts with these two) and the
+    /// service: shared with the batches that hold this context's records.
+    ids: Arc<ContextIds>,
+    /// The open elements, innermost last (the rest of Python's trace
+    /// stack). One vector, so opening an element is one push.
     frames: Vec<Frame>,
     /// Open elements owned by something other than `start`/`stop` (a
     /// `tracing` span), by position; empty unless such an integration is
     /// in use. See [`start_foreign`].
     foreign: Vec<Foreign>,
-    /// The service whose driver receives this context's notifications
-    /// (see `notifier::add_service`); 0 for the default driver.
-    pub(crate) service: u16,
     /// Events this context may still record (see `limits`).
     budget: u32,
     /// Whether the `truncated` marker was recorded.
@@ -267,13 +343,22 @@ struct Foreign {
 
 impl Context {
     pub(crate) fn new(hmac_key: Arc<str>, base_id: Id, parent_id: Id) -> Context {
+        Context::with_ids(
+            hmac_key,
+            ContextIds {
+                base_id,
+                parent_id,
+                service: 0,
+            },
+        )
+    }
+
+    fn with_ids(hmac_key: Arc<str>, ids: ContextIds) -> Context {
         Context {
             hmac_key,
-            base_id,
-            parent_id,
+            ids: Arc::new(ids),
             frames: Vec::new(),
             foreign: Vec::new(),
-            service: 0,
             budget: limits::max_trace_events(),
             truncated: false,
         }
@@ -283,41 +368,63 @@ impl Context {
     /// another thread): new elements become children of the current one, and
     /// it cannot close elements it did not open.
     pub(crate) fn fork(&self) -> Context {
-        let mut forked = Context::new(
+        Context::with_ids(
             self.hmac_key.clone(),
-            self.base_id.clone(),
-            self.current_id(),
-        );
-        forked.service = self.service;
-        forked
+            ContextIds {
+                base_id: self.ids.base_id.clone(),
+                parent_id: self.current_id(),
+                service: self.ids.service,
+            },
+        )
+    }
+
+    /// The id shared by every element of the trace.
+    pub(crate) fn base_id(&self) -> &Id {
+        &self.ids.base_id
+    }
+
+    /// Sends this context's later notifications to `service`'s driver.
+    pub(crate) fn set_service(&mut self, service: u16) {
+        if self.ids.service != service {
+            // New ids, not changed ones: records already made keep theirs.
+            self.ids = Arc::new(ContextIds {
+                base_id: self.ids.base_id.clone(),
+                parent_id: self.ids.parent_id.clone(),
+                service,
+            });
+        }
     }
 
     /// The id of the innermost open element, or the context's parent id
     /// when none is open (Python's `get_id`).
-    #[inline(always)]
     pub(crate) fn current_id(&self) -> Id {
         match self.frames.last() {
             Some(frame) => frame.id.id(),
-            None => self.parent_id.clone(),
+            None => self.ids.parent_id.clone(),
         }
+    }
+
+    /// The innermost open element, the parent of a new one (`None`: the
+    /// context's parent).
+    #[inline(always)]
+    fn innermost(&self) -> Option<LocalId> {
+        self.frames.last().map(|frame| frame.id)
     }
 
     /// The id below the current one on Python's trace stack
     /// (`get_parent_id`).
     pub(crate) fn current_parent_id(&self) -> Id {
         match self.frames.len() {
-            0 => self.base_id.clone(),
-            1 => self.parent_id.clone(),
+            0 => self.ids.base_id.clone(),
+            1 => self.ids.parent_id.clone(),
             n => self.frames[n - 2].id.id(),
         }
     }
 
-    /// The id of the element that encloses the frame at `depth`.
-    fn parent_of(&self, depth: usize) -> Id {
-        match depth.checked_sub(1) {
-            Some(below) => self.frames[below].id.id(),
-            None => self.parent_id.clone(),
-        }
+    /// The element that encloses the frame at `depth` (`None`: the
+    /// context's parent).
+    fn parent_of(&self, depth: usize) -> Option<LocalId> {
+        depth.checked_sub(1).map(|below| self.frames[below].id)
     }
 }
 
@@ -333,6 +440,8 @@ struct Buffer {
     /// Unallocated between batches, so an idle thread holds no buffer; a
     /// recording thread takes one from the collector (see `next_capacity`).
     events: Vec<RawEvent>,
+    /// The ids of the contexts that `events` refer to.
+    contexts: Contexts,
     /// This buffer's process-unique id (see [`Slot`]); 0 before the first.
     id: u64,
     /// Capacity of the next buffer: full size (from the collector's pool,
@@ -350,35 +459,69 @@ impl Buffer {
                 .len()
                 .next_power_of_two()
                 .clamp(SMALL_BATCH, LOCAL_BATCH);
-            collector::submit(std::mem::take(&mut self.events));
+            collector::submit(
+                std::mem::take(&mut self.events),
+                std::mem::take(&mut self.contexts),
+            );
         }
     }
 
-    /// Buffers one event and returns where it went; hands the buffer over
-    /// when it is full.
-    #[inline(always)]
-    fn push(&mut self, event: RawEvent) -> Slot {
-        self.push_with(|| event)
+    /// Takes a buffer, unless the thread is ending (see [`ThreadExit`]).
+    fn take_empty(&mut self) {
+        if !thread_exit_registered() {
+            return;
+        }
+        self.events = collector::empty_buffer(self.next_capacity);
+        self.id = collector::next_buffer_id();
     }
 
-    /// [`Buffer::push`] of the record `event` makes, made after the buffer
-    /// is fetched: a start's clock reading then leaves out the fetch (a
-    /// pool lock, or an allocation), which is not the traced work.
-    #[inline(always)]
-    fn push_with(&mut self, event: impl FnOnce() -> RawEvent) -> Slot {
+    /// Room for one more event: a buffer when there is none, more room in
+    /// a short one that filled up.
+    #[inline(never)]
+    fn make_room(&mut self) {
         if self.events.capacity() == 0 {
-            self.events = collector::empty_buffer(self.next_capacity);
-            self.id = collector::next_buffer_id();
+            self.take_empty();
+        } else {
+            self.events.reserve(self.events.len());
         }
-        let slot = Slot {
-            buffer: self.id,
-            index: self.events.len() as u32,
-        };
-        self.events.push(event());
-        if self.events.len() >= LOCAL_BATCH {
+    }
+
+    /// Buffers one event of the context `ids`, taken at `at` (`None`:
+    /// now), and returns where it went; hands the buffer over when it is
+    /// full. `event` makes the record from the place of `ids` in the
+    /// buffer's table and the time.
+    ///
+    /// The clock is read after the buffer is fetched: a start's time then
+    /// leaves out the fetch (a pool lock, or an allocation), which is not
+    /// the traced work.
+    #[inline(always)]
+    fn push(
+        &mut self,
+        ids: &Arc<ContextIds>,
+        at: Option<crate::clock::Instant>,
+        event: impl FnOnce((u16, crate::clock::Instant)) -> RawEvent,
+    ) -> Slot {
+        if self.events.len() == self.events.capacity() {
+            self.make_room();
+        }
+        let context = self.contexts.index_of(ids);
+        let at = at.unwrap_or_else(crate::clock::Instant::now);
+        let len = self.events.len();
+        // Always true (see `make_room`). Checked after everything that
+        // might call out, right before the `push`, so that the `push` is
+        // known not to reallocate: the record is then written straight
+        // into the buffer rather than made on the stack and copied, a copy
+        // whose narrow stores and wide loads stall.
+        if len < self.events.capacity() {
+            self.events.push(event((context, at)));
+        }
+        if len + 1 >= LOCAL_BATCH {
             self.hand_over();
         }
-        slot
+        Slot {
+            buffer: self.id,
+            index: len as u32,
+        }
     }
 
     /// The start record at `slot` when it is still here and not stopped.
@@ -395,7 +538,13 @@ impl Buffer {
     /// Records the stop of an element: into its start record when that is
     /// still here, as an event of its own otherwise.
     #[inline(always)]
-    fn stop(&mut self, start: Slot, info: Option<Value>, event: impl FnOnce() -> RawEvent) {
+    fn stop(
+        &mut self,
+        ids: &Arc<ContextIds>,
+        start: Slot,
+        info: Option<Arc<Info>>,
+        event: impl FnOnce((u16, crate::clock::Instant)) -> RawEvent,
+    ) {
         let at = crate::clock::Instant::now();
         match self.unstopped_start(start).filter(|_| info.is_none()) {
             Some(record) => {
@@ -403,34 +552,59 @@ impl Buffer {
                 record.stop_at = at;
             }
             None => {
-                let mut event = event();
-                event.at = at;
-                event.info = info.map(Info::shared);
-                self.push(event);
+                self.push(ids, Some(at), |place| {
+                    let mut event = event(place);
+                    event.info = info;
+                    event
+                });
             }
         }
     }
 }
 
-impl Drop for ThreadState {
+/// Runs when the thread ends (once registered, see [`Buffer::take_empty`]
+/// and [`init`]): whatever the thread recorded still goes out, and what its
+/// state holds is freed. Kept apart from `STATE`, which has no destructor
+/// of its own: a thread-local without one is reached with a plain load, and
+/// its accessor is small enough to inline.
+struct ThreadExit;
+
+impl Drop for ThreadExit {
     fn drop(&mut self) {
-        // The thread is ending: whatever it recorded still goes out.
-        self.buffer.hand_over();
+        set_active(false);
+        with_state(|s| {
+            s.buffer.hand_over();
+            s.context = None;
+            s.buffer.events = Vec::new();
+            s.buffer.contexts = Contexts::default();
+        });
     }
 }
 
+/// Makes sure [`ThreadExit`] runs when this thread ends; false when it
+/// already has (the thread is ending, and what is recorded now would stay
+/// behind).
+fn thread_exit_registered() -> bool {
+    THREAD_EXIT.try_with(|_| ()).is_ok()
+}
+
 thread_local! {
-    static STATE: RefCell<ThreadState> = const {
-        RefCell::new(ThreadState {
+    static STATE: ManuallyDrop<RefCell<ThreadState>> = const {
+        ManuallyDrop::new(RefCell::new(ThreadState {
             context: None,
-            buffer: Buffer { events: Vec::new(), id: 0, next_capacity: LOCAL_BATCH },
+            buffer: Buffer {
+                events: Vec::new(),
+                contexts: Contexts { first: None, more: Vec::new() },
+                id: 0,
+                next_capacity: LOCAL_BATCH,
+            },
             rng: Rng::unseeded(),
-        })
+        }))
     };
+    static THREAD_EXIT: ThreadExit = const { ThreadExit };
     /// Whether `STATE` holds a context. A copy kept apart because a plain
-    /// `Cell` without a destructor is one load away, while `STATE` needs a
-    /// liveness check and a borrow: with no trace active, `start`/`stop`
-    /// cost this load and nothing else.
+    /// `Cell` is one load away, while `STATE` needs a borrow: with no trace
+    /// active, `start`/`stop` cost this load and nothing else.
     static ACTIVE: Cell<bool> = const { Cell::new(false) };
 }
 
@@ -444,9 +618,8 @@ fn set_active(active: bool) {
 }
 
 /// Runs `f` on this thread's state; does nothing (returns `None`) while the
-/// thread is being torn down or the state is already borrowed, so the hot
-/// path can never panic.
-#[inline]
+/// state is already borrowed, so the hot path can never panic.
+#[inline(always)]
 fn with_state<R>(f: impl FnOnce(&mut ThreadState) -> R) -> Option<R> {
     STATE
         .try_with(|cell| cell.try_borrow_mut().ok().map(|mut s| f(&mut s)))
@@ -470,6 +643,9 @@ pub(crate) fn with_context_mut<R>(f: impl FnOnce(&mut Context) -> R) -> Option<R
 
 /// Installs `context` when none is active; returns what is active afterwards.
 pub(crate) fn init(context: impl FnOnce() -> Context) -> Option<Context> {
+    if !thread_exit_registered() {
+        return None;
+    }
     let current = with_state(|s| s.context.get_or_insert_with(context).clone());
     set_active(current.is_some());
     current
@@ -540,7 +716,7 @@ fn site_info(index: u32) -> Option<&'static Info> {
 /// (without a context it opens nothing all the same).
 #[inline(always)]
 pub(crate) fn start_with_site_info(name: Name, site_info: u32) -> bool {
-    start_active(name, None, site_info)
+    start_named(name, None, site_info)
 }
 
 /// Python's `_Profiler.start`. Returns whether an element was opened.
@@ -549,41 +725,92 @@ pub(crate) fn start_with_site_info(name: Name, site_info: u32) -> bool {
 /// trace active, a start costs one thread-local load.
 #[inline(always)]
 pub(crate) fn start(name: Name, info: Option<Arc<Info>>) -> bool {
-    active() && start_active(name, info, 0)
+    active() && start_named(name, info, 0)
+}
+
+/// [`start_active`] by the kind of name, which is known where this is
+/// inlined: a static name goes by value, as two words in registers. A
+/// `Name` goes through memory, and reading it back there as one wide
+/// value, right after the caller wrote it word by word, stalls.
+#[inline(always)]
+fn start_named(name: Name, info: Option<Arc<Info>>, site_info: u32) -> bool {
+    match name.0 {
+        NameRepr::Static(text) => start_static(text, info, site_info),
+        NameRepr::Shared(_) => start_shared(name, info, site_info),
+    }
 }
 
 #[inline(never)]
-fn start_active(name: Name, mut info: Option<Arc<Info>>, site_info: u32) -> bool {
-    with_state(|s| {
-        let Some(ctx) = s.context.as_mut() else {
-            return false;
-        };
-        let trace_id = s.rng.local_id();
-        let mut start = Slot::NONE;
-        if collector::is_recording() {
-            if ctx.budget < 2 {
-                record_truncation(s);
-                return start_unrecorded(s, name, trace_id);
-            }
-            ctx.budget -= 2;
-            if let Some(Info::Value(info)) = info.as_mut().and_then(Arc::get_mut) {
-                limits::truncate_info(info);
-            }
-            start = s.buffer.push_with(|| {
-                let ids = (ctx.base_id.clone(), ctx.current_id(), trace_id);
-                let mut event = RawEvent::now(Phase::Start, name.clone(), ids, info, ctx.service);
-                event.site_info = site_info;
-                event
-            });
+fn start_static(name: &'static str, info: Option<Arc<Info>>, site_info: u32) -> bool {
+    // The closure only passes the state on: small, so that the
+    // thread-local access is inlined here and the name stays in registers
+    // (a larger closure is called with its captures in memory).
+    let static_name = || Name(NameRepr::Static(name));
+    with_state(|s| start_in(s, static_name, static_name, info, site_info)).unwrap_or(false)
+}
+
+#[inline(never)]
+fn start_shared(name: Name, info: Option<Arc<Info>>, site_info: u32) -> bool {
+    // Cloned before `push`: a shared name's reference count is an atomic,
+    // after which `push` could not tell it has room.
+    let record_name = name.clone();
+    with_state(|s| start_in(s, || record_name, || name, info, site_info)).unwrap_or(false)
+}
+
+/// Opens an element. Its name comes from `record_name` for its record and
+/// `frame_name` for its frame, each called where the name is stored: a
+/// static name is then written there straight from the two registers
+/// that hold its text. (A `Name` moved through memory is written in halves
+/// and read back whole, which stalls.)
+#[inline(always)]
+fn start_in(
+    s: &mut ThreadState,
+    record_name: impl FnOnce() -> Name,
+    frame_name: impl FnOnce() -> Name,
+    mut info: Option<Arc<Info>>,
+    site_info: u32,
+) -> bool {
+    let Some(ctx) = s.context.as_mut() else {
+        return false;
+    };
+    let trace_id = s.rng.local_id();
+    let mut start = Slot::NONE;
+    if collector::is_recording() {
+        if ctx.budget < 2 {
+            record_truncation(s);
+            return start_unrecorded(s, frame_name(), trace_id);
         }
-        ctx.frames.push(Frame {
-            id: trace_id,
-            name,
-            start,
+        ctx.budget -= 2;
+        if let Some(Info::Value(info)) = info.as_mut().and_then(Arc::get_mut) {
+            limits::truncate_info(info);
+        }
+        let parent = ctx.innermost();
+        start = s.buffer.push(&ctx.ids, None, |place| {
+            let ids = (trace_id, parent);
+            let mut event = RawEvent::new(Phase::Start, record_name(), ids, place, info);
+            event.site_info = site_info;
+            event
         });
-        true
-    })
-    .unwrap_or(false)
+    }
+    push_in_place(&mut ctx.frames, || Frame {
+        id: trace_id,
+        name: frame_name(),
+        start,
+    });
+    true
+}
+
+/// `vec.push(make())`, with the value written straight into the vector:
+/// where `push` might reallocate, the value is made on the stack and
+/// copied, and that copy (narrow stores read back by wide loads) stalls.
+#[inline(always)]
+fn push_in_place<T>(vec: &mut Vec<T>, make: impl FnOnce() -> T) {
+    if vec.len() == vec.capacity() {
+        vec.reserve(1);
+    }
+    if vec.len() < vec.capacity() {
+        vec.push(make());
+    }
 }
 
 /// Python's `_Profiler.stop`: closes the innermost open element; does
@@ -606,12 +833,16 @@ fn stop_active() {
 }
 
 #[inline(never)]
-fn stop_active_with_info(info: Value) {
+fn stop_active_with_info(mut info: Value) {
+    limits::truncate_info(&mut info);
+    let info = Info::shared(info);
     with_state(|s| stop_in(s, Some(info)));
 }
 
+/// Closes the innermost element. `info` is behind a pointer: a `Value`
+/// moved through here would be copied in pieces on every stop.
 #[inline(always)]
-fn stop_in(s: &mut ThreadState, info: Option<Value>) {
+fn stop_in(s: &mut ThreadState, info: Option<Arc<Info>>) {
     let Some(ctx) = s.context.as_mut() else {
         return;
     };
@@ -619,19 +850,22 @@ fn stop_in(s: &mut ThreadState, info: Option<Value>) {
         stop_among_foreign(s, info);
         return;
     }
-    let Some(frame) = ctx.frames.pop() else {
+    // Read in place, field by field, and popped after: moved out whole,
+    // the frame just written by `start` would be read back in wider
+    // pieces than it was written in, which stalls.
+    let depth = ctx.frames.len();
+    let Some(frame) = ctx.frames.last() else {
         return;
     };
     if collector::is_recording() && frame.start != Slot::UNRECORDED {
-        let mut info = info;
-        if let Some(info) = info.as_mut() {
-            limits::truncate_info(info);
-        }
-        s.buffer.stop(frame.start, info, || {
-            let ids = (ctx.base_id.clone(), ctx.current_id(), frame.id);
-            RawEvent::now(Phase::Stop, frame.name, ids, None, ctx.service)
+        let parent = ctx.parent_of(depth - 1);
+        s.buffer.stop(&ctx.ids, frame.start, info, |place| {
+            // Only when the start went out in an earlier batch.
+            let name = frame.name.clone();
+            RawEvent::new(Phase::Stop, name, (frame.id, parent), place, None)
         });
     }
+    ctx.frames.pop();
     if ctx.frames.is_empty() {
         // A finished request hands its events over at once, so nothing
         // waits in the buffer of a thread that then goes idle.
@@ -672,18 +906,16 @@ fn record_truncation(s: &mut ThreadState) {
         ),
         "max_trace_events": limit,
     });
-    let ids = (ctx.base_id.clone(), ctx.current_id(), s.rng.local_id());
-    let name = Name::from("truncated");
-    let mut event = RawEvent::now(
-        Phase::Start,
-        name,
-        ids,
-        Some(Info::shared(info)),
-        ctx.service,
-    );
-    event.stopped = true;
-    event.stop_at = event.at;
-    s.buffer.push(event);
+    let trace_id = s.rng.local_id();
+    let parent = ctx.innermost();
+    s.buffer.push(&ctx.ids, None, |place| {
+        let name = Name::from("truncated");
+        let info = Some(Info::shared(info));
+        let mut event = RawEvent::new(Phase::Start, name, (trace_id, parent), place, info);
+        event.stopped = true;
+        event.stop_at = event.at;
+        event
+    });
 }
 
 // --- Elements owned by other span APIs (the `tracing` layer) ---
@@ -719,8 +951,8 @@ impl Context {
     }
 
     /// Removes the innermost element that is not foreign; returns its name,
-    /// parent id and id.
-    fn remove_innermost_own(&mut self) -> Option<(Name, Id, LocalId)> {
+    /// parent (`None`: the context's) and id.
+    fn remove_innermost_own(&mut self) -> Option<(Name, Option<LocalId>, LocalId)> {
         let mut above = self.foreign.len();
         let mut depth = self.frames.len();
         loop {
@@ -731,28 +963,28 @@ impl Context {
             }
         }
         let frame = self.frames.remove(depth);
-        let parent_id = self.parent_of(depth);
+        let parent = self.parent_of(depth);
         for f in &mut self.foreign[above..] {
             f.depth = f.depth.saturating_sub(1);
         }
         self.pop_exited_foreign();
-        Some((frame.name, parent_id, frame.id))
+        Some((frame.name, parent, frame.id))
     }
 }
 
 /// `stop` while foreign elements are open: closes the innermost own one.
 #[cold]
-fn stop_among_foreign(s: &mut ThreadState, info: Option<Value>) {
+fn stop_among_foreign(s: &mut ThreadState, info: Option<Arc<Info>>) {
     let Some(ctx) = s.context.as_mut() else {
         return;
     };
-    let Some((name, parent_id, trace_id)) = ctx.remove_innermost_own() else {
+    let Some((name, parent, trace_id)) = ctx.remove_innermost_own() else {
         return;
     };
     if collector::is_recording() {
-        let ids = (ctx.base_id.clone(), parent_id, trace_id);
-        let event = RawEvent::now(Phase::Stop, name, ids, info.map(Info::shared), ctx.service);
-        s.buffer.push(event);
+        s.buffer.push(&ctx.ids, None, |place| {
+            RawEvent::new(Phase::Stop, name, (trace_id, parent), place, info)
+        });
     }
 }
 
@@ -761,23 +993,19 @@ fn stop_among_foreign(s: &mut ThreadState, info: Option<Value>) {
 #[derive(Debug, Clone)]
 pub(crate) struct ForeignElement {
     pub(crate) name: Name,
-    pub(crate) base_id: Id,
-    pub(crate) parent_id: Id,
+    ids: Arc<ContextIds>,
+    parent: Option<LocalId>,
     pub(crate) trace_id: LocalId,
-    pub(crate) service: u16,
 }
 
 impl ForeignElement {
-    /// A record of this element's start or stop, taken now.
-    fn event(&self, phase: Phase, info: Option<Value>) -> RawEvent {
-        let ids = (self.base_id.clone(), self.parent_id.clone(), self.trace_id);
-        RawEvent::now(
-            phase,
-            self.name.clone(),
-            ids,
-            info.map(Info::shared),
-            self.service,
-        )
+    /// Buffers a record of this element's start or stop, taken now.
+    fn record(&self, buffer: &mut Buffer, phase: Phase, info: Option<Value>) {
+        let info = info.map(Info::shared);
+        buffer.push(&self.ids, None, |place| {
+            let name = self.name.clone();
+            RawEvent::new(phase, name, (self.trace_id, self.parent), place, info)
+        });
     }
 }
 
@@ -789,10 +1017,9 @@ pub(crate) fn start_foreign(name: Name, info: Option<Value>) -> Option<ForeignEl
         let ctx = s.context.as_mut()?;
         let element = ForeignElement {
             name,
-            base_id: ctx.base_id.clone(),
-            parent_id: ctx.current_id(),
+            ids: ctx.ids.clone(),
+            parent: ctx.innermost(),
             trace_id: s.rng.local_id(),
-            service: ctx.service,
         };
         ctx.foreign.push(Foreign {
             depth: ctx.frames.len(),
@@ -801,8 +1028,7 @@ pub(crate) fn start_foreign(name: Name, info: Option<Value>) -> Option<ForeignEl
         ctx.frames
             .push(Frame::elsewhere(element.trace_id, element.name.clone()));
         if collector::is_recording() {
-            let event = element.event(Phase::Start, info);
-            s.buffer.push(event);
+            element.record(&mut s.buffer, Phase::Start, info);
         }
         Some(element)
     })
@@ -817,7 +1043,7 @@ pub(crate) fn enter_foreign(element: &ForeignElement) {
         let Some(ctx) = s.context.as_mut() else {
             return;
         };
-        if ctx.base_id != element.base_id {
+        if ctx.ids.base_id != element.ids.base_id {
             return;
         }
         match ctx.find_foreign(element.trace_id) {
@@ -859,13 +1085,58 @@ pub(crate) fn record_stop(element: &ForeignElement, info: Option<Value>) {
         return;
     }
     with_state(|s| {
-        let event = element.event(Phase::Stop, info);
         // Nothing may hand this thread's buffer over soon when it has no
         // open elements of its own (a span dropped on an idle thread).
         let idle = s.context.as_ref().map_or(true, |c| c.frames.is_empty());
-        s.buffer.push(event);
+        element.record(&mut s.buffer, Phase::Stop, info);
         if idle {
             s.buffer.hand_over();
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(base: u128) -> Arc<ContextIds> {
+        Arc::new(ContextIds {
+            base_id: Id::from_u128(base),
+            parent_id: Id::from_text("p"),
+            service: 0,
+        })
+    }
+
+    #[test]
+    fn a_context_is_added_again_only_after_another() {
+        let (a, b) = (ids(1), ids(2));
+        let mut contexts = Contexts::default();
+        let indices: Vec<u16> = [&a, &a, &b, &b, &a]
+            .into_iter()
+            .map(|ids| contexts.index_of(ids))
+            .collect();
+        assert_eq!(indices, [0, 0, 1, 1, 2]);
+        let base = |i| contexts.get(i).map(|c| c.base_id.clone());
+        assert_eq!(base(0), Some(a.base_id.clone()));
+        assert_eq!(base(1), Some(b.base_id.clone()));
+        assert_eq!(base(2), Some(a.base_id.clone()));
+        assert!(contexts.get(3).is_none());
+    }
+
+    #[test]
+    fn records_fit_a_cache_line_and_the_parent_marks_the_outermost() {
+        assert!(std::mem::size_of::<RawEvent>() <= 64);
+        let id = LocalId(7);
+        let at = crate::clock::Instant::ZERO;
+        let outermost = RawEvent::new(Phase::Start, "n".into(), (id, None), (0, at), None);
+        assert_eq!(outermost.parent(), None);
+        let child = RawEvent::new(
+            Phase::Start,
+            "n".into(),
+            (id, Some(LocalId(3))),
+            (0, at),
+            None,
+        );
+        assert_eq!(child.parent(), Some(LocalId(3)));
+    }
 }

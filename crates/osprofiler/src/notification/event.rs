@@ -13,7 +13,7 @@ use std::ops::Deref;
 use serde_json::{Map, Value};
 
 use super::{format_timestamp, Notification};
-use crate::local::{Info, Phase, RawEvent};
+use crate::local::{ContextIds, Info, Phase, RawEvent};
 use crate::notifier::collector::host;
 use crate::profiler::id::{fill_uuid, LocalId};
 use crate::profiler::Id;
@@ -36,6 +36,8 @@ enum Repr<'a> {
     /// carries (which has no info).
     Recorded {
         raw: &'a RawEvent,
+        /// The ids the record shares with its context.
+        context: &'a ContextIds,
         phase: Phase,
         unix_micros: i64,
     },
@@ -43,9 +45,15 @@ enum Repr<'a> {
 }
 
 impl<'a> Event<'a> {
-    pub(crate) fn recorded(raw: &'a RawEvent, phase: Phase, unix_micros: i64) -> Event<'a> {
+    pub(crate) fn recorded(
+        raw: &'a RawEvent,
+        context: &'a ContextIds,
+        phase: Phase,
+        unix_micros: i64,
+    ) -> Event<'a> {
         Event(Repr::Recorded {
             raw,
+            context,
             phase,
             unix_micros,
         })
@@ -67,7 +75,7 @@ impl<'a> Event<'a> {
     /// The id shared by every element of the trace.
     pub fn base_id(&self) -> Text<'a> {
         match self.0 {
-            Repr::Recorded { raw, .. } => Text::id(&raw.base_id),
+            Repr::Recorded { context, .. } => Text::id(&context.base_id),
             Repr::Ready(n) => Text::borrowed(&n.base_id),
         }
     }
@@ -83,7 +91,10 @@ impl<'a> Event<'a> {
     /// The id of the enclosing element.
     pub fn parent_id(&self) -> Text<'a> {
         match self.0 {
-            Repr::Recorded { raw, .. } => Text::id(&raw.parent_id),
+            Repr::Recorded { raw, context, .. } => match raw.parent() {
+                Some(parent) => Text::uuid(parent),
+                None => Text::id(&context.parent_id),
+            },
             Repr::Ready(n) => Text::borrowed(&n.parent_id),
         }
     }
@@ -125,13 +136,14 @@ impl<'a> Event<'a> {
         match self.0 {
             Repr::Recorded {
                 raw,
+                context,
                 phase,
                 unix_micros,
             } => Notification {
                 name: self.name().into_owned(),
-                base_id: raw.base_id.to_text(),
+                base_id: context.base_id.to_text(),
                 trace_id: raw.trace_id.id().to_text(),
-                parent_id: raw.parent_id.to_text(),
+                parent_id: self.parent_id().to_string(),
                 timestamp: format_timestamp(unix_micros),
                 info: Some(info_with_host(
                     Self::recorded_info(raw, phase)
@@ -156,6 +168,7 @@ impl<'a> Event<'a> {
     pub fn write_json(&self, out: &mut Vec<u8>, project: Option<&str>, service: Option<&str>) {
         let Repr::Recorded {
             raw,
+            context,
             phase,
             unix_micros,
         } = self.0
@@ -169,12 +182,19 @@ impl<'a> Event<'a> {
         write_escaped(out, raw.name.as_str());
         out.extend_from_slice(suffix(phase).as_bytes());
         out.extend_from_slice(b"\",\"base_id\":");
-        write_id(out, &raw.base_id);
+        write_id(out, &context.base_id);
         out.extend_from_slice(b",\"trace_id\":\"");
         out.extend_from_slice(Text::uuid(raw.trace_id).bytes());
         out.push(b'"');
         out.extend_from_slice(b",\"parent_id\":");
-        write_id(out, &raw.parent_id);
+        match raw.parent() {
+            Some(parent) => {
+                out.push(b'"');
+                out.extend_from_slice(Text::uuid(parent).bytes());
+                out.push(b'"');
+            }
+            None => write_id(out, &context.parent_id),
+        }
         out.extend_from_slice(b",\"timestamp\":\"");
         out.extend_from_slice(Text::timestamp(unix_micros).bytes());
         out.extend_from_slice(b"\",\"info\":{");
@@ -233,14 +253,18 @@ impl<'a> Text<'a> {
 
     fn id(id: &'a Id) -> Text<'a> {
         match id {
-            Id::Uuid(halves) => Text::uuid(LocalId(*halves)),
+            Id::Uuid([hi, lo]) => Text::uuid_of((u128::from(*hi) << 64) | u128::from(*lo)),
             Id::Text(text) => Text::borrowed(text),
         }
     }
 
     fn uuid(id: LocalId) -> Text<'a> {
+        Text::uuid_of(id.as_u128())
+    }
+
+    fn uuid_of(value: u128) -> Text<'a> {
         let mut buf = [0u8; 36];
-        fill_uuid(id.as_u128(), &mut buf);
+        fill_uuid(value, &mut buf);
         Text(TextRepr::Inline(buf, 36))
     }
 
@@ -477,23 +501,34 @@ mod tests {
     }
 
     fn record_with(name: &str, info: Option<Info>, phase: Phase) -> RawEvent {
+        let trace_id = LocalId(u64::MAX - 7);
         RawEvent {
-            phase,
             name: Name::from(name.to_string()),
-            base_id: Id::from_u128(1),
-            parent_id: Id::from_text("p\"\u{1}é"),
-            trace_id: LocalId([u64::MAX, u64::MAX - 7]),
+            trace_id,
+            // The context's parent, which is text that needs escaping.
+            parent_id: trace_id,
             at: crate::clock::Instant::now(),
-            info: info.map(std::sync::Arc::new),
-            stopped: false,
             stop_at: crate::clock::Instant::ZERO,
-            service: 0,
+            info: info.map(std::sync::Arc::new),
             site_info: 0,
+            context: 0,
+            phase,
+            stopped: false,
         }
     }
 
+    /// The context ids of every test record.
+    fn context() -> &'static ContextIds {
+        static CONTEXT: std::sync::OnceLock<ContextIds> = std::sync::OnceLock::new();
+        CONTEXT.get_or_init(|| ContextIds {
+            base_id: Id::from_u128(1),
+            parent_id: Id::from_text("p\"\u{1}é"),
+            service: 0,
+        })
+    }
+
     fn recorded(raw: &RawEvent) -> Event<'_> {
-        Event::recorded(raw, raw.phase, 1_795_253_491_298_649)
+        Event::recorded(raw, context(), raw.phase, 1_795_253_491_298_649)
     }
 
     #[test]
@@ -506,8 +541,11 @@ mod tests {
             Some(serde_json::json!("not a dict")),
         ];
         for info in infos {
-            for phase in [Phase::Start, Phase::Stop] {
-                let raw = record("n\\a\"me\u{7f}\u{1f}", info.clone(), phase);
+            for (phase, parent) in [(Phase::Start, None), (Phase::Stop, Some(LocalId(5)))] {
+                let mut raw = record("n\\a\"me\u{7f}\u{1f}", info.clone(), phase);
+                if let Some(parent) = parent {
+                    raw.parent_id = parent;
+                }
                 let event = recorded(&raw);
                 let mut out = Vec::new();
                 event.write_json(&mut out, Some("pro\"ject"), None);
@@ -517,11 +555,12 @@ mod tests {
                 // The same object rendered by its recorder reads the same.
                 if let Some(Value::Object(_)) = &info {
                     let text = serde_json::to_string(info.as_ref().unwrap()).unwrap();
-                    let rendered = record_with(
+                    let mut rendered = record_with(
                         "n\\a\"me\u{7f}\u{1f}",
                         Some(Info::Rendered(text.into())),
                         phase,
                     );
+                    rendered.parent_id = raw.parent_id;
                     let event = recorded(&rendered);
                     let mut out = Vec::new();
                     event.write_json(&mut out, Some("pro\"ject"), None);
@@ -563,6 +602,15 @@ mod tests {
         assert_eq!(&*event.base_id(), n.base_id);
         assert_eq!(&*event.trace_id(), n.trace_id);
         assert_eq!(&*event.parent_id(), n.parent_id);
+        assert_eq!(event.parent_id(), "p\"\u{1}é", "the context's parent");
+        let mut child = record("db", None, Phase::Start);
+        child.parent_id = LocalId(5);
+        let child = recorded(&child);
+        assert_eq!(&*child.parent_id(), LocalId(5).id().to_string());
+        assert_eq!(
+            child.to_notification().parent_id,
+            LocalId(5).id().to_string()
+        );
         assert_eq!(event.timestamp(), "2026-11-21T09:31:31.298649");
         assert_eq!(&*event.timestamp(), n.timestamp);
         assert!(event.is_error());

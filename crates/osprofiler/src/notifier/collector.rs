@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::drivers::Driver;
-use crate::local::{Phase, RawEvent, LOCAL_BATCH};
+use crate::local::{Contexts, Phase, RawEvent, LOCAL_BATCH};
 use crate::notification::{Event, Notification};
 
 /// Default for [`crate::notifier::Options::capacity`].
@@ -47,7 +47,7 @@ pub struct Stats {
 }
 
 enum Message {
-    Events(Vec<RawEvent>),
+    Events(Vec<RawEvent>, Contexts),
     Payloads(Vec<Notification>),
     SetDriver(Option<Arc<dyn Driver>>),
     AddService(u16, Arc<dyn Driver>),
@@ -206,13 +206,14 @@ fn send(message: Message, count: usize) {
     }
 }
 
-/// Hands a batch recorded on a caller thread to the collector.
-pub(crate) fn submit(batch: Vec<RawEvent>) {
+/// Hands a batch recorded on a caller thread to the collector: its
+/// records and the ids of their contexts.
+pub(crate) fn submit(batch: Vec<RawEvent>, contexts: Contexts) {
     let count = batch.iter().map(RawEvent::notifications).sum();
     if count == 0 || !reserve(count) {
         return;
     }
-    send(Message::Events(batch), count);
+    send(Message::Events(batch, contexts), count);
 }
 
 /// Queues ready-made notifications (Python's `notifier.notify`).
@@ -252,6 +253,7 @@ pub(crate) fn flush(timeout: Duration) -> Result<(), usize> {
 enum Batch {
     Recorded {
         records: Vec<RawEvent>,
+        contexts: Contexts,
         /// The slots in time order; empty when that is the slots' own
         /// order (the common case, which then allocates nothing).
         order: Vec<u32>,
@@ -294,6 +296,7 @@ impl Batch {
         match self {
             Batch::Recorded {
                 records,
+                contexts,
                 order,
                 anchor,
             } => {
@@ -310,7 +313,13 @@ impl Batch {
                     if carried && !record.stopped {
                         continue;
                     }
-                    if run.len() == limit || *tag.get_or_insert(record.service) != record.service {
+                    // Never missing: the caller thread adds a record's
+                    // context before the record.
+                    let Some(context) = contexts.get(record.context) else {
+                        continue;
+                    };
+                    if run.len() == limit || *tag.get_or_insert(context.service) != context.service
+                    {
                         return (slot, tag);
                     }
                     let (phase, at) = if carried {
@@ -318,7 +327,8 @@ impl Batch {
                     } else {
                         (record.phase, record.at)
                     };
-                    run.push(Event::recorded(record, phase, anchor.unix_micros(at)));
+                    let unix_micros = anchor.unix_micros(at);
+                    run.push(Event::recorded(record, context, phase, unix_micros));
                 }
                 (self.slots(), tag)
             }
@@ -489,7 +499,7 @@ impl Collector {
 
     fn handle(&mut self, message: Message) {
         match message {
-            Message::Events(records) => {
+            Message::Events(records, contexts) => {
                 self.reanchor();
                 // The driver gets every event in the order it happened, as
                 // Python sends them, stops completed in place included.
@@ -503,6 +513,7 @@ impl Collector {
                     count,
                     Batch::Recorded {
                         records,
+                        contexts,
                         order,
                         anchor: self.anchor,
                     },
@@ -676,7 +687,7 @@ impl Collector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::local::Name;
+    use crate::local::{ContextIds, Name};
     use crate::profiler::id::LocalId;
     use crate::profiler::Id;
 
@@ -696,18 +707,26 @@ mod tests {
 
     fn record(at: u64, stop_at: Option<u64>) -> RawEvent {
         RawEvent {
-            phase: Phase::Start,
             name: Name::from("n"),
+            trace_id: LocalId(at),
+            parent_id: LocalId(1000),
+            at: instant(at),
+            stop_at: instant(stop_at.unwrap_or(0)),
+            info: None,
+            site_info: 0,
+            context: 0,
+            phase: Phase::Start,
+            stopped: stop_at.is_some(),
+        }
+    }
+
+    /// Context tables whose entry `i` is of service `services[i]`.
+    fn contexts(services: &[u16]) -> Contexts {
+        Contexts::of(services.iter().map(|&service| ContextIds {
             base_id: Id::from_u128(1),
             parent_id: Id::from_u128(2),
-            trace_id: LocalId([0, at]),
-            at: instant(at),
-            info: None,
-            stopped: stop_at.is_some(),
-            stop_at: instant(stop_at.unwrap_or(0)),
-            service: 0,
-            site_info: 0,
-        }
+            service,
+        }))
     }
 
     #[test]
@@ -734,9 +753,10 @@ mod tests {
     fn runs_stop_at_the_limit_and_at_another_service() {
         // In order: read through the slots, no order vector.
         let mut records = vec![record(1, Some(2)), record(3, None), record(4, Some(5))];
-        records[2].service = 7;
+        records[2].context = 1;
         let batch = Batch::Recorded {
             records,
+            contexts: contexts(&[0, 7]),
             order: Vec::new(),
             anchor: crate::clock::Anchor::new(),
         };
@@ -774,6 +794,7 @@ mod tests {
         .collect();
         let batch = Batch::Recorded {
             records,
+            contexts: contexts(&[0]),
             order,
             anchor,
         };

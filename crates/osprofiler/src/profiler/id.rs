@@ -55,21 +55,23 @@ impl Id {
     }
 }
 
-/// A uuid made in this process (the id of an element opened here): always
-/// a uuid, so unlike an [`Id`] it is plain data, copied without a check.
+/// A uuid made in this process (the id of an element opened here), kept as
+/// the generator state it comes from (see [`Rng::uuid4`]): 8 bytes on the
+/// hot path, expanded to the uuid only when it is written out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct LocalId(pub(crate) [u64; 2]);
+pub(crate) struct LocalId(pub(crate) u64);
 
 impl LocalId {
     /// The same id as an [`Id`].
     #[inline]
     pub(crate) fn id(self) -> Id {
-        Id::Uuid(self.0)
+        Id::from_u128(self.as_u128())
     }
 
     /// The uuid as its 128-bit integer.
+    #[inline]
     pub(crate) fn as_u128(self) -> u128 {
-        (u128::from(self.0[0]) << 64) | u128::from(self.0[1])
+        uuid_of_state(self.0)
     }
 }
 
@@ -120,39 +122,40 @@ impl Rng {
         Rng(0)
     }
 
-    #[inline]
-    fn next(&mut self) -> u64 {
-        let s = self.0.wrapping_add(0xa076_1d64_78bd_642f);
-        self.0 = s;
-        let t = u128::from(s) * u128::from(s ^ 0xe703_7ed1_a0b4_28db);
-        (t as u64) ^ ((t >> 64) as u64)
-    }
-
-    /// A random uuid4 as a [`LocalId`].
+    /// A random uuid4 as a [`LocalId`]: one generator step.
     #[inline]
     pub(crate) fn local_id(&mut self) -> LocalId {
-        let value = self.uuid4();
-        LocalId([(value >> 64) as u64, value as u64])
-    }
-
-    /// A random uuid4 as an integer (version and variant bits set).
-    ///
-    /// One generator step: the high half is its output, the low half its
-    /// state, scrambled by an odd multiplier. The state steps by an odd
-    /// constant, so the low half (less its two variant bits) repeats only
-    /// after 2^62 ids: one generator's ids never repeat. Two generators
-    /// (seeded apart) collide only where their state sequences overlap, as
-    /// they would with two outputs per id.
-    #[inline]
-    pub(crate) fn uuid4(&mut self) -> u128 {
         if self.0 == 0 {
             self.0 = seed();
         }
-        let hi = self.next();
-        let lo = self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let raw = (u128::from(hi) << 64) | u128::from(lo);
-        (raw & !(0xf << 76) & !(0x3 << 62)) | (0x4 << 76) | (0x2 << 62)
+        self.0 = self.0.wrapping_add(STATE_STEP);
+        LocalId(self.0)
     }
+
+    /// A random uuid4 as an integer (version and variant bits set).
+    #[inline]
+    pub(crate) fn uuid4(&mut self) -> u128 {
+        self.local_id().as_u128()
+    }
+}
+
+/// What a wyrand state steps by (odd: the state repeats only after 2^64
+/// steps).
+const STATE_STEP: u64 = 0xa076_1d64_78bd_642f;
+
+/// The uuid4 of one wyrand state: the high half is wyrand's output for the
+/// state, the low half the state scrambled by an odd multiplier. The low
+/// half (less its two variant bits) repeats only after 2^62 steps, so one
+/// generator's ids never repeat; two generators (seeded apart) collide only
+/// where their state sequences overlap, as they would with two outputs per
+/// id.
+#[inline]
+fn uuid_of_state(state: u64) -> u128 {
+    let t = u128::from(state) * u128::from(state ^ 0xe703_7ed1_a0b4_28db);
+    let hi = (t as u64) ^ ((t >> 64) as u64);
+    let lo = state.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let raw = (u128::from(hi) << 64) | u128::from(lo);
+    (raw & !(0xf << 76) & !(0x3 << 62)) | (0x4 << 76) | (0x2 << 62)
 }
 
 thread_local! {
@@ -323,7 +326,10 @@ mod tests {
         let mut lows = std::collections::HashSet::new();
         for _ in 0..200_000 {
             let id = rng.local_id();
-            assert!(lows.insert(id.0[1]), "low half repeated: {id:?}");
+            assert!(
+                lows.insert(id.as_u128() as u64),
+                "low half repeated: {id:?}"
+            );
             assert_eq!((id.as_u128() >> 76) & 0xf, 4);
             assert_eq!((id.as_u128() >> 62) & 0x3, 2);
         }

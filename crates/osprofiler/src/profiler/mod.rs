@@ -38,7 +38,7 @@ impl Profiler {
     pub(crate) fn of(ctx: &Context) -> Profiler {
         Profiler {
             hmac_key: ctx.hmac_key.clone(),
-            base_id: ctx.base_id.clone(),
+            base_id: ctx.base_id().clone(),
             parent_id: ctx.current_parent_id(),
             id: ctx.current_id(),
         }
@@ -165,7 +165,7 @@ pub fn stop(info: Option<Value>) {
 /// contexts forked from it inherit the tag. Returns whether a profiler was
 /// active.
 pub fn set_service(service: crate::notifier::ServiceTag) -> bool {
-    local::with_context_mut(|ctx| ctx.service = service.0).is_some()
+    local::with_context_mut(|ctx| ctx.set_service(service.0)).is_some()
 }
 
 /// Drops the profiler of the current context (Python's `profiler.clean`).

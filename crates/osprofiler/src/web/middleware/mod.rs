@@ -292,7 +292,7 @@ where
         let Some((mut context, traceparent)) = self.trusted_context(&request) else {
             return ResponseFuture::untraced(self.inner.call(request));
         };
-        context.service = self.settings.service;
+        context.set_service(self.settings.service);
         let info = request_info(&request, traceparent.as_deref());
         // The handler may do work in `call` already: run it in the trace.
         let outer = local::swap_context(Some(context));
