@@ -459,10 +459,16 @@ impl Buffer {
                 .len()
                 .next_power_of_two()
                 .clamp(SMALL_BATCH, LOCAL_BATCH);
-            collector::submit(
+            let dropped = collector::submit(
                 std::mem::take(&mut self.events),
                 std::mem::take(&mut self.contexts),
             );
+            if let Some(emptied) = dropped {
+                // A new id: slots taken in the dropped batch must not
+                // match the records that take their places.
+                self.events = emptied;
+                self.id = collector::next_buffer_id();
+            }
         }
     }
 

@@ -207,13 +207,20 @@ fn send(message: Message, count: usize) {
 }
 
 /// Hands a batch recorded on a caller thread to the collector: its
-/// records and the ids of their contexts.
-pub(crate) fn submit(batch: Vec<RawEvent>, contexts: Contexts) {
+/// records and the ids of their contexts. When the queue is full the batch
+/// is dropped and its buffer comes back emptied, for the caller to record
+/// into again: under overload a caller then neither frees nor allocates.
+pub(crate) fn submit(mut batch: Vec<RawEvent>, contexts: Contexts) -> Option<Vec<RawEvent>> {
     let count = batch.iter().map(RawEvent::notifications).sum();
-    if count == 0 || !reserve(count) {
-        return;
+    if count == 0 {
+        return None;
+    }
+    if !reserve(count) {
+        batch.clear();
+        return Some(batch);
     }
     send(Message::Events(batch, contexts), count);
+    None
 }
 
 /// Queues ready-made notifications (Python's `notifier.notify`).
