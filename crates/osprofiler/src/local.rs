@@ -133,6 +133,9 @@ pub(crate) struct ContextIds {
 /// carries its stop too (`stopped`), so the common short element costs one
 /// record instead of two.
 #[derive(Debug)]
+// One record, one cache line: the collector thread reads and frees what
+// the traced thread wrote, and a record across two lines moves both.
+#[repr(align(64))]
 pub(crate) struct RawEvent {
     pub(crate) name: Name,
     pub(crate) trace_id: LocalId,
@@ -161,8 +164,8 @@ pub(crate) struct RawEvent {
 }
 
 // Every byte of a record is written by the traced thread and read by the
-// collector on another core: one cache line at most.
-const _: () = assert!(std::mem::size_of::<RawEvent>() <= 64);
+// collector on another core: one cache line.
+const _: () = assert!(std::mem::size_of::<RawEvent>() == 64);
 
 impl RawEvent {
     /// A record of one notification taken `at`. `parent` is `None` for
