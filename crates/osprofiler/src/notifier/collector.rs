@@ -59,7 +59,11 @@ struct Shared {
     sender: Sender<Message>,
 }
 
-static RECORDING: AtomicBool = AtomicBool::new(false);
+/// Read by every start and stop, so kept apart from the counters below,
+/// which the collector thread writes all the time: sharing a cache line
+/// with them, each read would wait for the line to come back from the
+/// collector's core.
+static RECORDING: CacheLines<AtomicBool> = CacheLines(AtomicBool::new(false));
 static CAPACITY: AtomicUsize = AtomicUsize::new(DEFAULT_CAPACITY);
 static EXPORT_BATCH: AtomicUsize = AtomicUsize::new(DEFAULT_EXPORT_BATCH);
 static QUEUED: AtomicU64 = AtomicU64::new(0);
@@ -69,6 +73,10 @@ static FAILED: AtomicU64 = AtomicU64::new(0);
 static DROP_LOGGED: AtomicBool = AtomicBool::new(false);
 static SHARED: OnceLock<Shared> = OnceLock::new();
 static HOST: OnceLock<String> = OnceLock::new();
+/// A value alone on its cache lines (two: some CPUs fetch lines in pairs).
+#[repr(align(128))]
+struct CacheLines<T>(T);
+
 /// Emptied event buffers on their way back to the caller threads.
 static POOL: Mutex<Vec<Vec<RawEvent>>> = Mutex::new(Vec::new());
 /// Most buffers kept in [`POOL`] (each `LOCAL_BATCH` events).
@@ -111,7 +119,7 @@ pub(crate) fn next_buffer_id() -> u64 {
 /// Whether events are being recorded (a driver is installed).
 #[inline]
 pub(crate) fn is_recording() -> bool {
-    RECORDING.load(Ordering::Relaxed)
+    RECORDING.0.load(Ordering::Relaxed)
 }
 
 pub(crate) fn set_capacity(capacity: usize) {
@@ -170,7 +178,7 @@ pub(crate) fn add_service(driver: Arc<dyn Driver>) -> Option<u16> {
 pub(crate) fn set_driver(driver: Option<Arc<dyn Driver>>) {
     let recording = driver.is_some();
     let _ = shared().sender.send(Message::SetDriver(driver));
-    RECORDING.store(recording, Ordering::Relaxed);
+    RECORDING.0.store(recording, Ordering::Relaxed);
 }
 
 /// Reserves room for `count` events; counts them as dropped when there is
