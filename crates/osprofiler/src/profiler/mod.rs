@@ -246,13 +246,25 @@ impl Trace {
 }
 
 impl Trace {
+    /// The common stop, without info, checks the info's tag only: moved
+    /// out whole, the `Value` slot (of which `new` wrote only the tag)
+    /// would be read back in wide pieces, which stalls.
     #[inline(never)]
     fn stop_element(&mut self) {
+        if self.stop_info.is_none() && !std::thread::panicking() {
+            local::stop(None);
+        } else {
+            self.stop_with_info();
+        }
+    }
+
+    #[cold]
+    fn stop_with_info(&mut self) {
         let info = match self.stop_info.take() {
-            None if std::thread::panicking() => Some(error_info("panic", "panicked while traced")),
-            info => info,
+            None => error_info("panic", "panicked while traced"),
+            Some(info) => info,
         };
-        local::stop(info);
+        local::stop(Some(info));
     }
 }
 
