@@ -737,7 +737,7 @@ pub(crate) fn start(name: Name, info: Option<Arc<Info>>) -> bool {
     active() && start_named(name, info, 0)
 }
 
-/// [`start_active`] by the kind of name, which is known where this is
+/// [`start_in`] by the kind of name, which is known where this is
 /// inlined: a static name goes by value, as two words in registers. A
 /// `Name` goes through memory, and reading it back there as one wide
 /// value, right after the caller wrote it word by word, stalls.
@@ -751,9 +751,6 @@ fn start_named(name: Name, info: Option<Arc<Info>>, site_info: u32) -> bool {
 
 #[inline(never)]
 fn start_static(name: &'static str, info: Option<Arc<Info>>, site_info: u32) -> bool {
-    // The closure only passes the state on: small, so that the
-    // thread-local access is inlined here and the name stays in registers
-    // (a larger closure is called with its captures in memory).
     let static_name = || Name(NameRepr::Static(name));
     with_state(|s| start_in(s, static_name, static_name, info, site_info)).unwrap_or(false)
 }
