@@ -516,11 +516,13 @@ impl Buffer {
         let context = self.contexts.index_of(ids);
         let at = at.unwrap_or_else(crate::clock::Instant::now);
         let len = self.events.len();
-        // Always true (see `make_room`). Checked after everything that
-        // might call out, right before the `push`, so that the `push` is
-        // known not to reallocate: the record is then written straight
-        // into the buffer rather than made on the stack and copied, a copy
-        // whose narrow stores and wide loads stall.
+        // True unless the thread is ending (see `take_empty`). Checked
+        // after everything that might call out, right before the `push`,
+        // so that the `push` is known not to reallocate: the record is then
+        // written straight into the buffer rather than made on the stack
+        // and copied, a copy whose narrow stores and wide loads stall.
+        // (`push_in_place` does the same for frames; routed through it,
+        // the record's captures went through memory again.)
         if len < self.events.capacity() {
             self.events.push(event((context, at)));
         }
