@@ -87,7 +87,9 @@ mod tsc {
         unix_micros_q48: i128,
         /// Microseconds per cycle, times 2^48; `None` when the cycle count
         /// cannot be read (see [`cycles`]), and minstant converts instead.
-        micros_per_cycle_q48: Option<i128>,
+        /// An `i64`, so that the product with a cycle offset is one
+        /// widening multiplication.
+        micros_per_cycle_q48: Option<i64>,
     }
 
     /// The cycle count of `instant`. minstant keeps it private; its derived
@@ -141,7 +143,7 @@ mod tsc {
             let span_cycles = i128::from(later_cycles - now_cycles);
             this.cycles = now_cycles;
             this.micros_per_cycle_q48 =
-                Some((i128::from(span_nanos) << 48) / (span_cycles * 1_000));
+                i64::try_from((i128::from(span_nanos) << 48) / (span_cycles * 1_000)).ok();
             // Both conversions must agree (to the microsecond) on an instant
             // read now, or the integer one is not used.
             let check = Instant::now();
@@ -161,7 +163,7 @@ mod tsc {
             // Cycle offsets from the anchor fit in an i64, the product in
             // an i128; the shift floors, as Python's timestamps do.
             let delta = i128::from(cycles.wrapping_sub(self.cycles) as i64);
-            ((self.unix_micros_q48 + delta * factor) >> 48) as i64
+            ((self.unix_micros_q48 + delta * i128::from(factor)) >> 48) as i64
         }
     }
 

@@ -873,7 +873,9 @@ fn stop_in(s: &mut ThreadState, info: Option<Arc<Info>>) {
             RawEvent::new(Phase::Stop, name, (frame.id, parent), place, None)
         });
     }
-    ctx.frames.pop();
+    // Dropped in place: `pop` would move the frame out whole, with the
+    // same stall.
+    ctx.frames.truncate(depth - 1);
     if ctx.frames.is_empty() {
         // A finished request hands its events over at once, so nothing
         // waits in the buffer of a thread that then goes idle.

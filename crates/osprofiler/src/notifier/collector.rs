@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::drivers::Driver;
-use crate::local::{Contexts, Phase, RawEvent, LOCAL_BATCH};
+use crate::local::{ContextIds, Contexts, Phase, RawEvent, LOCAL_BATCH};
 use crate::notification::{Event, Notification};
 
 /// Default for [`crate::notifier::Options::capacity`].
@@ -314,13 +314,23 @@ impl Batch {
                 contexts,
                 order,
                 anchor,
+            } if order.is_empty() => {
+                let stopped_at = extend_run_in_order(
+                    (records, contexts, anchor),
+                    from,
+                    &mut tag,
+                    limit,
+                    run,
+                );
+                (stopped_at, tag)
+            }
+            Batch::Recorded {
+                records,
+                contexts,
+                order,
+                anchor,
             } => {
-                for slot in from..self.slots() {
-                    let entry = if order.is_empty() {
-                        slot as u32
-                    } else {
-                        order[slot]
-                    };
+                for (slot, &entry) in order.iter().enumerate().skip(from) {
                     let Some(record) = records.get((entry >> 1) as usize) else {
                         continue;
                     };
@@ -345,7 +355,7 @@ impl Batch {
                     let unix_micros = anchor.unix_micros(at);
                     run.push(Event::recorded(record, context, phase, unix_micros));
                 }
-                (self.slots(), tag)
+                (order.len(), tag)
             }
             Batch::Ready(payloads) => {
                 for (slot, payload) in payloads.iter().enumerate().skip(from) {
@@ -366,6 +376,53 @@ impl Batch {
 #[allow(clippy::unnecessary_filter_map)]
 fn unborrowed(run: Vec<Event<'_>>) -> Vec<Event<'static>> {
     run.into_iter().filter_map(|_| None).collect()
+}
+
+/// [`Batch::extend_run`] for a batch whose slots are in time order (most
+/// are): record by record, looking a record's context up only when it is
+/// not the previous record's. Returns the slot where it stopped.
+#[inline]
+fn extend_run_in_order<'a>(
+    (records, contexts, anchor): (&'a [RawEvent], &'a Contexts, &crate::clock::Anchor),
+    from: usize,
+    tag: &mut Option<u16>,
+    limit: usize,
+    run: &mut Vec<Event<'a>>,
+) -> usize {
+    let mut last: Option<(u16, &ContextIds)> = None;
+    for (index, record) in records.iter().enumerate().skip(from / 2) {
+        let own_slot = index * 2;
+        let context = match last {
+            Some((at, ids)) if at == record.context => ids,
+            _ => {
+                // Never missing: the caller thread adds a record's context
+                // before the record.
+                let Some(ids) = contexts.get(record.context) else {
+                    continue;
+                };
+                if *tag.get_or_insert(ids.service) != ids.service {
+                    return own_slot.max(from);
+                }
+                last = Some((record.context, ids));
+                ids
+            }
+        };
+        if own_slot >= from {
+            if run.len() == limit {
+                return own_slot;
+            }
+            let unix_micros = anchor.unix_micros(record.at);
+            run.push(Event::recorded(record, context, record.phase, unix_micros));
+        }
+        if record.stopped {
+            if run.len() == limit {
+                return own_slot + 1;
+            }
+            let unix_micros = anchor.unix_micros(record.stop_at);
+            run.push(Event::recorded(record, context, Phase::Stop, unix_micros));
+        }
+    }
+    records.len() * 2
 }
 
 /// A batch and the first of its slots the driver has not taken.
@@ -395,15 +452,19 @@ struct Collector {
     retry_at: Option<Instant>,
 }
 
-/// Whether the notifications of `records`, each carried stop right after
-/// its start, come in time order.
-fn in_time_order(records: &[RawEvent]) -> bool {
+/// How many notifications `records` hold, and whether they come in time
+/// order, each carried stop right after its start. One pass: the batch has
+/// just arrived from another core, and is read once more when delivered.
+fn survey(records: &[RawEvent]) -> (usize, bool) {
     let mut last = crate::clock::Instant::ZERO;
-    records.iter().all(|r| {
-        let in_order = r.at >= last && (!r.stopped || r.stop_at >= r.at);
+    let mut count = 0;
+    let mut in_order = true;
+    for r in records {
+        in_order &= r.at >= last && (!r.stopped || r.stop_at >= r.at);
         last = if r.stopped { r.stop_at } else { r.at };
-        in_order
-    })
+        count += r.notifications();
+    }
+    (count, in_order)
 }
 
 /// Lists the slots of `records` (see [`Batch`]) in time order into
@@ -518,9 +579,9 @@ impl Collector {
                 self.reanchor();
                 // The driver gets every event in the order it happened, as
                 // Python sends them, stops completed in place included.
-                let count = records.iter().map(RawEvent::notifications).sum();
+                let (count, in_order) = survey(&records);
                 let mut order = Vec::new();
-                if !in_time_order(&records) {
+                if !in_order {
                     order = self.orders.pop().unwrap_or_default();
                     sort_slots(&records, &mut order);
                 }
@@ -749,13 +810,13 @@ mod tests {
         // An outer element stopped while its start was buffered carries a
         // stop that comes after everything inside it.
         let records = [record(1, Some(4)), record(2, Some(3)), record(5, None)];
-        assert!(!in_time_order(&records));
+        assert!(!survey(&records).1);
         let mut order = Vec::new();
         sort_slots(&records, &mut order);
         assert_eq!(order, [0, 2, 3, 1, 4]);
 
         let in_order = [record(1, Some(2)), record(3, None), record(4, Some(4))];
-        assert!(in_time_order(&in_order));
+        assert!(survey(&in_order).1);
     }
 
     fn stamps(run: &[Event<'_>]) -> Vec<String> {
@@ -786,6 +847,14 @@ mod tests {
         run.clear();
         assert_eq!(batch.extend_run(4, None, 10, &mut run), (6, Some(7)));
         assert_eq!(run.len(), 2);
+        run.clear();
+        // From a carried stop; and a limit reached before one.
+        assert_eq!(batch.extend_run(1, None, 10, &mut run), (4, Some(0)));
+        let names: Vec<_> = run.iter().map(|e| e.name().into_owned()).collect();
+        assert_eq!(names, ["n-stop", "n-start"]);
+        run.clear();
+        assert_eq!(batch.extend_run(0, None, 1, &mut run), (1, Some(0)));
+        assert_eq!(run.len(), 1);
     }
 
     #[test]
