@@ -23,7 +23,7 @@ pub(crate) const LOCAL_BATCH: usize = 256;
 // A batch's records index its contexts with a `u16`.
 const _: () = assert!(LOCAL_BATCH <= u16::MAX as usize);
 /// Smallest buffer taken after a short batch.
-const SMALL_BATCH: usize = 8;
+pub(crate) const SMALL_BATCH: usize = 8;
 
 /// The `info` of a record.
 #[derive(Debug)]

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::drivers::Driver;
-use crate::local::{ContextIds, Contexts, Phase, RawEvent, LOCAL_BATCH};
+use crate::local::{ContextIds, Contexts, Phase, RawEvent, LOCAL_BATCH, SMALL_BATCH};
 use crate::notification::{Event, Notification};
 
 /// Default for [`crate::notifier::Options::capacity`].
@@ -77,33 +77,43 @@ static HOST: OnceLock<String> = OnceLock::new();
 #[repr(align(128))]
 struct CacheLines<T>(T);
 
-/// Emptied event buffers on their way back to the caller threads.
-static POOL: Mutex<Vec<Vec<RawEvent>>> = Mutex::new(Vec::new());
-/// Most buffers kept in [`POOL`] (each `LOCAL_BATCH` events).
+/// Emptied event buffers on their way back to the caller threads, one
+/// pool per size: pool `i` holds buffers of `SMALL_BATCH << i` events.
+/// Small ones too: a thread that hands over each request's few events
+/// takes one per request, and with no pool it would allocate it there and
+/// the collector free it here, each time (malloc's per-thread caches do
+/// not help an allocation freed by another thread).
+static POOLS: [Mutex<Vec<Vec<RawEvent>>>; BUFFER_SIZES] =
+    [const { Mutex::new(Vec::new()) }; BUFFER_SIZES];
+const BUFFER_SIZES: usize = (LOCAL_BATCH / SMALL_BATCH).trailing_zeros() as usize + 1;
+const _: () = assert!(LOCAL_BATCH.is_power_of_two() && SMALL_BATCH.is_power_of_two());
+/// Most buffers kept in each of [`POOLS`] (at most 1 MiB of full-size ones).
 const POOL_SIZE: usize = 64;
 
-/// An empty buffer for a caller thread. Of `LOCAL_BATCH` events: one the
-/// collector has emptied when there is one, so recording neither
-/// reallocates nor, in a steady state, allocates. Smaller (a thread that
-/// hands over a few events per request): a fresh one, as the pool keeps
-/// only full-size buffers.
-pub(crate) fn empty_buffer(capacity: usize) -> Vec<RawEvent> {
-    if capacity < LOCAL_BATCH {
-        return Vec::with_capacity(capacity);
+/// The pool of buffers of `capacity` events, if there is one.
+fn pool_of(capacity: usize) -> Option<&'static Mutex<Vec<Vec<RawEvent>>>> {
+    if !capacity.is_power_of_two() || capacity < SMALL_BATCH {
+        return None;
     }
-    POOL.lock()
-        .ok()
-        .and_then(|mut pool| pool.pop())
-        .unwrap_or_else(|| Vec::with_capacity(LOCAL_BATCH))
+    POOLS.get((capacity / SMALL_BATCH).trailing_zeros() as usize)
+}
+
+/// An empty buffer of `capacity` events for a caller thread: one the
+/// collector has emptied when there is one, so recording neither
+/// reallocates nor, in a steady state, allocates.
+pub(crate) fn empty_buffer(capacity: usize) -> Vec<RawEvent> {
+    pool_of(capacity)
+        .and_then(|pool| pool.lock().ok()?.pop())
+        .unwrap_or_else(|| Vec::with_capacity(capacity))
 }
 
 /// Gives an emptied buffer back for [`empty_buffer`].
 fn recycle(mut buffer: Vec<RawEvent>) {
     buffer.clear();
-    if buffer.capacity() != LOCAL_BATCH {
+    let Some(pool) = pool_of(buffer.capacity()) else {
         return;
-    }
-    if let Ok(mut pool) = POOL.lock() {
+    };
+    if let Ok(mut pool) = pool.lock() {
         if pool.len() < POOL_SIZE {
             pool.push(buffer);
         }
@@ -315,13 +325,8 @@ impl Batch {
                 order,
                 anchor,
             } if order.is_empty() => {
-                let stopped_at = extend_run_in_order(
-                    (records, contexts, anchor),
-                    from,
-                    &mut tag,
-                    limit,
-                    run,
-                );
+                let stopped_at =
+                    extend_run_in_order((records, contexts, anchor), from, &mut tag, limit, run);
                 (stopped_at, tag)
             }
             Batch::Recorded {
@@ -803,6 +808,24 @@ mod tests {
             parent_id: Id::from_u128(2),
             service,
         }))
+    }
+
+    #[test]
+    fn buffers_are_pooled_by_size() {
+        let index = |capacity| {
+            pool_of(capacity).map(|pool| POOLS.iter().position(|p| std::ptr::eq(p, pool)))
+        };
+        assert_eq!(index(SMALL_BATCH), Some(Some(0)));
+        assert_eq!(index(SMALL_BATCH * 2), Some(Some(1)));
+        assert_eq!(index(LOCAL_BATCH), Some(Some(BUFFER_SIZES - 1)));
+        for odd in [0, SMALL_BATCH / 2, SMALL_BATCH + 1, LOCAL_BATCH * 2] {
+            assert_eq!(index(odd), None, "no pool for {odd}");
+        }
+        for capacity in [SMALL_BATCH, SMALL_BATCH * 4, LOCAL_BATCH, 3] {
+            let buffer = empty_buffer(capacity);
+            assert_eq!((buffer.len(), buffer.capacity()), (0, capacity));
+            recycle(buffer);
+        }
     }
 
     #[test]
