@@ -33,8 +33,9 @@ pub(crate) enum Info {
     /// A JSON object rendered as compact text by the code that recorded it
     /// (the tower layer's request info): one allocation where a `Value`
     /// takes one per map and string, each freed by the collector thread.
+    /// A `String`, not a `Box<str>`: shrinking it to fit would reallocate.
     #[cfg_attr(not(feature = "tower"), allow(dead_code))]
-    Rendered(Box<str>),
+    Rendered(String),
 }
 
 impl Info {

@@ -555,11 +555,8 @@ mod tests {
                 // The same object rendered by its recorder reads the same.
                 if let Some(Value::Object(_)) = &info {
                     let text = serde_json::to_string(info.as_ref().unwrap()).unwrap();
-                    let mut rendered = record_with(
-                        "n\\a\"me\u{7f}\u{1f}",
-                        Some(Info::Rendered(text.into())),
-                        phase,
-                    );
+                    let mut rendered =
+                        record_with("n\\a\"me\u{7f}\u{1f}", Some(Info::Rendered(text)), phase);
                     rendered.parent_id = raw.parent_id;
                     let event = recorded(&rendered);
                     let mut out = Vec::new();

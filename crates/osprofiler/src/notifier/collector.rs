@@ -87,8 +87,14 @@ static POOLS: [Mutex<Vec<Vec<RawEvent>>>; BUFFER_SIZES] =
     [const { Mutex::new(Vec::new()) }; BUFFER_SIZES];
 const BUFFER_SIZES: usize = (LOCAL_BATCH / SMALL_BATCH).trailing_zeros() as usize + 1;
 const _: () = assert!(LOCAL_BATCH.is_power_of_two() && SMALL_BATCH.is_power_of_two());
-/// Most buffers kept in each of [`POOLS`] (at most 1 MiB of full-size ones).
-const POOL_SIZE: usize = 64;
+/// Most bytes of buffers kept in each of [`POOLS`]: 64 full-size buffers,
+/// or 2,048 of the smallest. A thread handing over each request's events
+/// goes through a buffer per request, and the collector recycles them only
+/// when it wakes (every [`POLL_INTERVAL`] when busy), so the pool must hold
+/// as many as requests come in between.
+const POOL_BYTES: usize = 1 << 20;
+/// Most emptied `order` vectors kept.
+const ORDERS_KEPT: usize = 64;
 
 /// The pool of buffers of `capacity` events, if there is one.
 fn pool_of(capacity: usize) -> Option<&'static Mutex<Vec<Vec<RawEvent>>>> {
@@ -113,8 +119,9 @@ fn recycle(mut buffer: Vec<RawEvent>) {
     let Some(pool) = pool_of(buffer.capacity()) else {
         return;
     };
+    let most = POOL_BYTES / (buffer.capacity() * std::mem::size_of::<RawEvent>());
     if let Ok(mut pool) = pool.lock() {
-        if pool.len() < POOL_SIZE {
+        if pool.len() < most {
             pool.push(buffer);
         }
     }
@@ -635,7 +642,7 @@ impl Collector {
         } = batch
         {
             recycle(records);
-            if order.capacity() > 0 && self.orders.len() < POOL_SIZE {
+            if order.capacity() > 0 && self.orders.len() < ORDERS_KEPT {
                 order.clear();
                 self.orders.push(order);
             }

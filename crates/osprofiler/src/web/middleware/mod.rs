@@ -229,7 +229,7 @@ fn request_info<B>(request: &Request<B>, traceparent: Option<&str>) -> Info {
     }
     text.push(b'}');
     match String::from_utf8(text) {
-        Ok(text) => Info::Rendered(text.into_boxed_str()),
+        Ok(text) => Info::Rendered(text),
         // Not reached: the input is UTF-8 and escapes are ASCII.
         Err(e) => Info::Rendered(String::from_utf8_lossy(e.as_bytes()).into()),
     }
