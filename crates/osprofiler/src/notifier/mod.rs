@@ -110,7 +110,9 @@ pub fn create(
 pub struct Options {
     /// Most events waiting between the traced code and the driver, including
     /// those kept for retry while the driver fails. Beyond it new events
-    /// are dropped and counted. Default 100,000.
+    /// are dropped and counted. Default 100,000. (Apart from these, the
+    /// pipeline keeps emptied event buffers for reuse: at most 1 MiB per
+    /// buffer size, of six sizes.)
     pub capacity: usize,
     /// Most notifications handed to the driver in one call. Default 1,000.
     pub export_batch: usize,
