@@ -401,23 +401,22 @@ fn extend_run_in_order<'a>(
     limit: usize,
     run: &mut Vec<Event<'a>>,
 ) -> usize {
-    let mut last: Option<(u16, &ContextIds)> = None;
+    // Never missing: the caller thread adds a record's context before the
+    // record. The index no record has stands for "none looked up yet".
+    let mut last: (u32, Option<&ContextIds>) = (u32::MAX, None);
     for (index, record) in records.iter().enumerate().skip(from / 2) {
         let own_slot = index * 2;
-        let context = match last {
-            Some((at, ids)) if at == record.context => ids,
-            _ => {
-                // Never missing: the caller thread adds a record's context
-                // before the record.
-                let Some(ids) = contexts.get(record.context) else {
-                    continue;
-                };
+        if u32::from(record.context) != last.0 {
+            let ids = contexts.get(record.context);
+            if let Some(ids) = ids {
                 if *tag.get_or_insert(ids.service) != ids.service {
                     return own_slot.max(from);
                 }
-                last = Some((record.context, ids));
-                ids
             }
+            last = (u32::from(record.context), ids);
+        }
+        let Some(context) = last.1 else {
+            continue;
         };
         if own_slot >= from {
             if run.len() == limit {
