@@ -44,12 +44,44 @@ impl Info {
         Arc::new(Info::Value(value))
     }
 
+    /// A rendered info, written by `render` (UTF-8) into the text of an
+    /// info the collector gave back when there is one: a traced request
+    /// then allocates nothing for its info.
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    pub(crate) fn render(capacity: usize, render: impl FnOnce(&mut Vec<u8>)) -> Arc<Info> {
+        let mut info = collector::SPARE_INFOS
+            .take()
+            .unwrap_or_else(|| Arc::new(Info::Rendered(String::new())));
+        let text = match Arc::get_mut(&mut info) {
+            Some(Info::Rendered(text)) => std::mem::take(text),
+            // Not reached: spares are rendered and held by nothing else.
+            _ => return Arc::new(Info::Rendered(render_text(String::new(), capacity, render))),
+        };
+        let rendered = render_text(text, capacity, render);
+        if let Some(Info::Rendered(text)) = Arc::get_mut(&mut info) {
+            *text = rendered;
+        }
+        info
+    }
+
     /// The info as a JSON value (parsed when rendered).
     pub(crate) fn to_value(&self) -> Cow<'_, Value> {
         match self {
             Info::Value(value) => Cow::Borrowed(value),
             Info::Rendered(text) => Cow::Owned(serde_json::from_str(text).unwrap_or(Value::Null)),
         }
+    }
+}
+
+/// `render`'s output in `text`'s allocation.
+fn render_text(text: String, capacity: usize, render: impl FnOnce(&mut Vec<u8>)) -> String {
+    let mut bytes = text.into_bytes();
+    bytes.clear();
+    bytes.reserve(capacity);
+    render(&mut bytes);
+    match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
     }
 }
 
@@ -248,6 +280,15 @@ impl Contexts {
         }
     }
 
+    /// Lets each of the ids go through `release` (the collector keeps
+    /// those nothing else holds for reuse).
+    pub(crate) fn release(self, mut release: impl FnMut(Arc<ContextIds>)) {
+        self.first
+            .into_iter()
+            .chain(self.more)
+            .for_each(&mut release);
+    }
+
     /// A table of `ids`, in order (for tests of what reads batches).
     #[cfg(test)]
     pub(crate) fn of(ids: impl IntoIterator<Item = ContextIds>) -> Contexts {
@@ -256,6 +297,12 @@ impl Contexts {
             contexts.add(&Arc::new(ids));
         }
         contexts
+    }
+
+    /// Adds `ids` (for tests of what reads batches).
+    #[cfg(test)]
+    pub(crate) fn add_shared(&mut self, ids: &Arc<ContextIds>) -> u16 {
+        self.add(ids)
     }
 
     /// Adds `ids`; returns its index. A batch has at most one entry per
@@ -360,7 +407,7 @@ impl Context {
     fn with_ids(hmac_key: Arc<str>, ids: ContextIds) -> Context {
         Context {
             hmac_key,
-            ids: Arc::new(ids),
+            ids: collector::SPARE_IDS.share(ids),
             frames: Vec::new(),
             foreign: Vec::new(),
             budget: limits::max_trace_events(),
@@ -389,13 +436,20 @@ impl Context {
 
     /// Sends this context's later notifications to `service`'s driver.
     pub(crate) fn set_service(&mut self, service: u16) {
-        if self.ids.service != service {
+        if self.ids.service == service {
+            return;
+        }
+        match Arc::get_mut(&mut self.ids) {
+            // No record refers to these ids yet (a new context).
+            Some(ids) => ids.service = service,
             // New ids, not changed ones: records already made keep theirs.
-            self.ids = Arc::new(ContextIds {
-                base_id: self.ids.base_id.clone(),
-                parent_id: self.ids.parent_id.clone(),
-                service,
-            });
+            None => {
+                self.ids = collector::SPARE_IDS.share(ContextIds {
+                    base_id: self.ids.base_id.clone(),
+                    parent_id: self.ids.parent_id.clone(),
+                    service,
+                })
+            }
         }
     }
 
@@ -1116,6 +1170,22 @@ mod tests {
             parent_id: Id::from_text("p"),
             service: 0,
         })
+    }
+
+    #[test]
+    fn rendering_reuses_the_text_it_is_given() {
+        let mut text = String::with_capacity(64);
+        text.push_str("{\"old\":\"text that is longer\"}");
+        let allocation = text.as_ptr();
+        let rendered = render_text(text, 16, |out| out.extend_from_slice(b"{\"new\":1}"));
+        assert_eq!(rendered, "{\"new\":1}");
+        assert_eq!(rendered.as_ptr(), allocation);
+        // Not UTF-8 (not written by the layer): replaced, not refused.
+        let rendered = render_text(String::new(), 4, |out| out.extend_from_slice(b"\"\xff\""));
+        assert_eq!(rendered, "\"\u{fffd}\"");
+        // Whatever the spares hold, a rendered info holds what was written.
+        let info = Info::render(8, |out| out.extend_from_slice(b"{}"));
+        assert!(matches!(&*info, Info::Rendered(text) if text == "{}"));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::drivers::Driver;
-use crate::local::{ContextIds, Contexts, Phase, RawEvent, LOCAL_BATCH, SMALL_BATCH};
+use crate::local::{ContextIds, Contexts, Info, Phase, RawEvent, LOCAL_BATCH, SMALL_BATCH};
 use crate::notification::{Event, Notification};
 
 /// Default for [`crate::notifier::Options::capacity`].
@@ -125,6 +125,77 @@ fn recycle(mut buffer: Vec<RawEvent>) {
             pool.push(buffer);
         }
     }
+}
+
+/// Contexts' ids that the collector held last, on their way back to the
+/// caller threads: freed here, each would cost the thread that allocated
+/// it a trip through malloc's locked arena, as buffers did (see [`POOLS`]).
+pub(crate) static SPARE_IDS: Spares<ContextIds> = Spares::new();
+/// Request infos rendered by the tower layer, back for their allocation
+/// and their text's (see [`Info::render`]).
+pub(crate) static SPARE_INFOS: Spares<Info> = Spares::new();
+/// Longest rendered info text kept in [`SPARE_INFOS`], so the spares stay
+/// within 1 MiB.
+const SPARE_TEXT_BYTES: usize = 1024;
+
+/// Shared allocations that nothing else holds any more, to overwrite:
+/// `Arc::get_mut` succeeds on each. At most [`Spares::KEPT`].
+pub(crate) struct Spares<T>(Mutex<Vec<Arc<T>>>);
+
+impl<T> Spares<T> {
+    const KEPT: usize = 1024;
+
+    const fn new() -> Self {
+        Spares(Mutex::new(Vec::new()))
+    }
+
+    /// A spare, if there is one.
+    pub(crate) fn take(&self) -> Option<Arc<T>> {
+        self.0.lock().ok()?.pop()
+    }
+
+    /// `value`, shared: in a spare allocation when there is one.
+    pub(crate) fn share(&self, value: T) -> Arc<T> {
+        if let Some(mut spare) = self.take() {
+            if let Some(slot) = Arc::get_mut(&mut spare) {
+                *slot = value;
+                return spare;
+            }
+        }
+        Arc::new(value)
+    }
+
+    /// Keeps `released` (see [`unshared`]) up to the bound, and drops the
+    /// rest.
+    fn give(&self, released: &mut Vec<Arc<T>>) {
+        if released.is_empty() {
+            return;
+        }
+        if let Ok(mut spares) = self.0.lock() {
+            let room = Self::KEPT.saturating_sub(spares.len());
+            spares.extend(released.drain(..).take(room));
+        }
+        released.clear();
+    }
+}
+
+/// Adds `spare` to what goes to [`Spares::give`] next, within its bound.
+fn keep_released<T>(released: &mut Vec<Arc<T>>, spare: Option<Arc<T>>) {
+    if released.len() < Spares::<T>::KEPT {
+        released.extend(spare);
+    }
+}
+
+/// Whether `shared` is held by nothing but the caller, so that it may
+/// become a spare.
+fn unshared<T>(shared: &Arc<T>) -> bool {
+    Arc::strong_count(shared) == 1 && Arc::weak_count(shared) == 0
+}
+
+/// Whether a record's info is worth giving back: a rendered text within
+/// [`SPARE_TEXT_BYTES`] that nothing else holds.
+fn spare_info(info: &Arc<Info>) -> bool {
+    matches!(&**info, Info::Rendered(text) if text.capacity() <= SPARE_TEXT_BYTES) && unshared(info)
 }
 
 /// A process-unique id for a caller thread's new event buffer (never 0).
@@ -291,6 +362,9 @@ enum Batch {
         order: Vec<u32>,
         /// Clock conversion, as read when the batch arrived.
         anchor: crate::clock::Anchor,
+        /// Whether a record holds an info of its own, which may go back
+        /// to [`SPARE_INFOS`] when the batch is done.
+        infos: bool,
     },
     /// Slot `i` is payload `i`.
     Ready(Vec<Notification>),
@@ -331,6 +405,7 @@ impl Batch {
                 contexts,
                 order,
                 anchor,
+                ..
             } if order.is_empty() => {
                 let stopped_at =
                     extend_run_in_order((records, contexts, anchor), from, &mut tag, limit, run);
@@ -341,6 +416,7 @@ impl Batch {
                 contexts,
                 order,
                 anchor,
+                ..
             } => {
                 for (slot, &entry) in order.iter().enumerate().skip(from) {
                     let Some(record) = records.get((entry >> 1) as usize) else {
@@ -455,6 +531,9 @@ struct Collector {
     /// The allocation of the last run handed to a driver, kept for the
     /// next one (runs borrow `pending`, so it is kept empty and unborrowed).
     spare_run: Vec<Event<'static>>,
+    /// Released since the last round, for [`SPARE_IDS`] and [`SPARE_INFOS`].
+    spare_ids: Vec<Arc<ContextIds>>,
+    spare_infos: Vec<Arc<Info>>,
     /// Flush requests waiting for `pending` to empty, with their deadlines.
     flushes: Vec<(mpsc::SyncSender<usize>, Instant)>,
     anchor: crate::clock::Anchor,
@@ -463,19 +542,34 @@ struct Collector {
     retry_at: Option<Instant>,
 }
 
-/// How many notifications `records` hold, and whether they come in time
-/// order, each carried stop right after its start. One pass: the batch has
-/// just arrived from another core, and is read once more when delivered.
-fn survey(records: &[RawEvent]) -> (usize, bool) {
+/// What a new batch holds, from one pass over it: the batch has just
+/// arrived from another core, and is read once more when delivered.
+struct Survey {
+    /// Notifications.
+    count: usize,
+    /// Whether they come in time order, each carried stop right after its
+    /// start.
+    in_order: bool,
+    /// Whether a record holds its own info (see [`Batch::Recorded`]).
+    infos: bool,
+}
+
+fn survey(records: &[RawEvent]) -> Survey {
     let mut last = crate::clock::Instant::ZERO;
     let mut count = 0;
     let mut in_order = true;
+    let mut infos = false;
     for r in records {
         in_order &= r.at >= last && (!r.stopped || r.stop_at >= r.at);
         last = if r.stopped { r.stop_at } else { r.at };
         count += r.notifications();
+        infos |= r.info.is_some();
     }
-    (count, in_order)
+    Survey {
+        count,
+        in_order,
+        infos,
+    }
 }
 
 /// Lists the slots of `records` (see [`Batch`]) in time order into
@@ -511,6 +605,8 @@ impl Collector {
             pending_events: 0,
             orders: Vec::new(),
             spare_run: Vec::new(),
+            spare_ids: Vec::new(),
+            spare_infos: Vec::new(),
             flushes: Vec::new(),
             anchor: crate::clock::Anchor::new(),
             anchored_at: Instant::now(),
@@ -565,6 +661,8 @@ impl Collector {
             let force = self.flushes.len() > waiting;
             self.deliver(force);
             self.answer_flushes();
+            SPARE_IDS.give(&mut self.spare_ids);
+            SPARE_INFOS.give(&mut self.spare_infos);
         }
     }
 
@@ -590,7 +688,11 @@ impl Collector {
                 self.reanchor();
                 // The driver gets every event in the order it happened, as
                 // Python sends them, stops completed in place included.
-                let (count, in_order) = survey(&records);
+                let Survey {
+                    count,
+                    in_order,
+                    infos,
+                } = survey(&records);
                 let mut order = Vec::new();
                 if !in_order {
                     order = self.orders.pop().unwrap_or_default();
@@ -603,6 +705,7 @@ impl Collector {
                         contexts,
                         order,
                         anchor: self.anchor,
+                        infos,
                     },
                 );
             }
@@ -637,9 +740,25 @@ impl Collector {
     /// Gives a delivered batch's buffers back for reuse.
     fn release(&mut self, batch: Batch) {
         if let Batch::Recorded {
-            records, mut order, ..
+            mut records,
+            contexts,
+            mut order,
+            infos,
+            ..
         } = batch
         {
+            if infos {
+                for record in &mut records {
+                    if record.info.as_ref().is_some_and(spare_info) {
+                        keep_released(&mut self.spare_infos, record.info.take());
+                    }
+                }
+            }
+            contexts.release(|ids| {
+                if unshared(&ids) {
+                    keep_released(&mut self.spare_ids, Some(ids));
+                }
+            });
             recycle(records);
             if order.capacity() > 0 && self.orders.len() < ORDERS_KEPT {
                 order.clear();
@@ -835,17 +954,89 @@ mod tests {
     }
 
     #[test]
+    fn what_only_the_collector_holds_is_given_back() {
+        let rendered = |text: &str| Arc::new(Info::Rendered(text.into()));
+        let held_elsewhere = rendered("{}");
+        let ids_held_elsewhere = Arc::new(ContextIds {
+            base_id: Id::from_u128(3),
+            parent_id: Id::from_u128(4),
+            service: 0,
+        });
+        let mut contexts = contexts(&[0]);
+        contexts.add_shared(&ids_held_elsewhere);
+        let mut records: Vec<RawEvent> = (1..=5).map(|at| record(at, None)).collect();
+        records[0].info = Some(rendered("{\"a\":1}"));
+        records[1].info = Some(held_elsewhere.clone());
+        records[2].info = Some(Info::shared(serde_json::json!({"a": 1})));
+        records[3].info = Some(rendered(&"x".repeat(SPARE_TEXT_BYTES + 1)));
+        let survey = survey(&records);
+        assert!(survey.infos);
+        let (_sender, receiver) = mpsc::channel();
+        let mut collector = Collector::new(receiver);
+        collector.release(Batch::Recorded {
+            records,
+            contexts,
+            order: Vec::new(),
+            anchor: crate::clock::Anchor::new(),
+            infos: survey.infos,
+        });
+        // Only the small rendered text and the first ids: the rest is
+        // held elsewhere, not rendered, or too big to keep.
+        let texts: Vec<_> = (collector.spare_infos.iter())
+            .map(|info| match &**info {
+                Info::Rendered(text) => text.as_str(),
+                Info::Value(_) => "a value",
+            })
+            .collect();
+        assert_eq!(texts, ["{\"a\":1}"]);
+        assert_eq!(collector.spare_ids.len(), 1);
+        assert_eq!(collector.spare_ids[0].base_id, Id::from_u128(1));
+        assert_eq!(Arc::strong_count(&held_elsewhere), 1);
+        assert_eq!(Arc::strong_count(&ids_held_elsewhere), 1);
+
+        // Given back, each is reused for the next value.
+        let spares = Spares::new();
+        let first = Arc::as_ptr(&collector.spare_ids[0]);
+        spares.give(&mut collector.spare_ids);
+        assert!(collector.spare_ids.is_empty());
+        let reused = spares.share(ContextIds {
+            base_id: Id::from_u128(5),
+            parent_id: Id::from_u128(6),
+            service: 2,
+        });
+        assert_eq!(Arc::as_ptr(&reused), first);
+        assert_eq!(
+            (reused.base_id.clone(), reused.service),
+            (Id::from_u128(5), 2)
+        );
+        assert!(spares.take().is_none());
+        let fresh = spares.share(ContextIds {
+            base_id: Id::from_u128(7),
+            parent_id: Id::from_u128(8),
+            service: 0,
+        });
+        assert_ne!(Arc::as_ptr(&fresh), first);
+
+        // Never more than the bound.
+        let mut many: Vec<_> = (0..Spares::<u8>::KEPT + 5).map(|_| Arc::new(0u8)).collect();
+        let numbers = Spares::new();
+        numbers.give(&mut many);
+        assert!(many.is_empty());
+        assert_eq!(numbers.0.lock().unwrap().len(), Spares::<u8>::KEPT);
+    }
+
+    #[test]
     fn carried_stops_come_out_in_time_order() {
         // An outer element stopped while its start was buffered carries a
         // stop that comes after everything inside it.
         let records = [record(1, Some(4)), record(2, Some(3)), record(5, None)];
-        assert!(!survey(&records).1);
+        assert!(!survey(&records).in_order);
         let mut order = Vec::new();
         sort_slots(&records, &mut order);
         assert_eq!(order, [0, 2, 3, 1, 4]);
 
         let in_order = [record(1, Some(2)), record(3, None), record(4, Some(4))];
-        assert!(survey(&in_order).1);
+        assert!(survey(&in_order).in_order);
     }
 
     fn stamps(run: &[Event<'_>]) -> Vec<String> {
@@ -864,6 +1055,7 @@ mod tests {
             contexts: contexts(&[0, 7]),
             order: Vec::new(),
             anchor: crate::clock::Anchor::new(),
+            infos: false,
         };
         let mut run = Vec::new();
         assert_eq!(batch.extend_run(0, None, 2, &mut run), (2, Some(0)));
@@ -910,6 +1102,7 @@ mod tests {
             contexts: contexts(&[0]),
             order,
             anchor,
+            infos: false,
         };
         let mut run = Vec::new();
         assert_eq!(batch.extend_run(0, None, 10, &mut run), (5, Some(0)));

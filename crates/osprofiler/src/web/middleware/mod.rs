@@ -203,36 +203,32 @@ fn traceparent<B>(request: &Request<B>) -> Option<TraceParent> {
 }
 
 /// Python's `request` info: path, query, method, scheme, in that order;
-/// `traceparent` after them when given. Rendered as JSON text here, in
-/// one allocation: as a `serde_json` value it took a dozen, all freed by
-/// the collector thread, whose frees contend with this thread's
-/// allocations for the allocator's lock.
-fn request_info<B>(request: &Request<B>, traceparent: Option<&str>) -> Info {
+/// `traceparent` after them when given. Rendered as JSON text here, into
+/// an info the collector gave back: as a `serde_json` value it took a
+/// dozen allocations, all freed by the collector thread, whose frees
+/// contend with this thread's allocations for the allocator's lock.
+fn request_info<B>(request: &Request<B>, traceparent: Option<&str>) -> Arc<Info> {
     let uri = request.uri();
     let path = percent_decode(uri.path());
     let query = uri.query().unwrap_or("");
-    let mut text = Vec::with_capacity(80 + path.len() + query.len());
-    let fields = [
-        ("{\"request\":{\"path\":", &*path),
-        (",\"query\":", query),
-        (",\"method\":", request.method().as_str()),
-        (",\"scheme\":", uri.scheme_str().unwrap_or("http")),
-    ];
-    for (prefix, value) in fields {
-        text.extend_from_slice(prefix.as_bytes());
-        write_info_string(&mut text, value);
-    }
-    text.push(b'}');
-    if let Some(tp) = traceparent {
-        text.extend_from_slice(b",\"traceparent\":");
-        write_info_string(&mut text, tp);
-    }
-    text.push(b'}');
-    match String::from_utf8(text) {
-        Ok(text) => Info::Rendered(text),
-        // Not reached: the input is UTF-8 and escapes are ASCII.
-        Err(e) => Info::Rendered(String::from_utf8_lossy(e.as_bytes()).into()),
-    }
+    Info::render(80 + path.len() + query.len(), |text| {
+        let fields = [
+            ("{\"request\":{\"path\":", &*path),
+            (",\"query\":", query),
+            (",\"method\":", request.method().as_str()),
+            (",\"scheme\":", uri.scheme_str().unwrap_or("http")),
+        ];
+        for (prefix, value) in fields {
+            text.extend_from_slice(prefix.as_bytes());
+            write_info_string(text, value);
+        }
+        text.push(b'}');
+        if let Some(tp) = traceparent {
+            text.extend_from_slice(b",\"traceparent\":");
+            write_info_string(text, tp);
+        }
+        text.push(b'}');
+    })
 }
 
 /// A JSON string, cut to `max_info_bytes` like every info string.
@@ -296,7 +292,7 @@ where
         let info = request_info(&request, traceparent.as_deref());
         // The handler may do work in `call` already: run it in the trace.
         let outer = local::swap_context(Some(context));
-        local::start("wsgi".into(), Some(Arc::new(info)));
+        local::start("wsgi".into(), Some(info));
         let inner = self.inner.call(request);
         let context = local::swap_context(outer);
         ResponseFuture::traced(inner, context)
@@ -314,7 +310,7 @@ mod tests {
             .uri("https://h/a%20b?x=1")
             .body(())
             .unwrap();
-        let text = |info: Info| match info {
+        let text = |info: std::sync::Arc<Info>| match &*info {
             Info::Rendered(text) => text.to_string(),
             Info::Value(value) => panic!("not rendered: {value}"),
         };
