@@ -7,7 +7,9 @@
 //! `OSPROFILER_BENCH_REDIS` to change it) and empty that database before
 //! and after; they fail when the server does not answer. Besides the
 //! criterion groups, an end-to-end export run prints
-//! `export/redis/end_to_end: <events>/s` for `scripts/bench`.
+//! `export/redis/end_to_end: <events>/s` for `scripts/bench`
+//! (`PIPELINE_EXPORT_SPANS` spans, 500,000 unless set; the notifier's
+//! `export_batch` from `PIPELINE_EXPORT_BATCH` when set).
 
 use std::convert::Infallible;
 use std::hint::black_box;
@@ -152,21 +154,43 @@ fn redis_export(c: &mut Criterion) {
 fn redis_end_to_end() {
     let url = redis_url();
     assert!(flushdb(&url), "export/redis: no Redis answers at {url}");
-    let driver = RedisDriver::new(&url, Some("bench"), Some("api"), &ProfilerConfig::default())
-        .expect("redis driver");
-    export_end_to_end("discard", Arc::new(DiscardDriver));
-    export_end_to_end("redis", Arc::new(driver));
+    let redis: Arc<dyn Driver> = Arc::new(
+        RedisDriver::new(&url, Some("bench"), Some("api"), &ProfilerConfig::default())
+            .expect("redis driver"),
+    );
+    let discard: Arc<dyn Driver> = Arc::new(DiscardDriver);
+    configure();
+    export_end_to_end("discard", discard.clone());
+    export_end_to_end("redis", redis.clone());
+    paced(&[("discard", discard), ("redis", redis)]);
+    notifier::reset();
     flushdb(&url);
+}
+
+/// The notifier for these runs: room for a whole saturating run.
+fn configure() {
+    let mut options = notifier::Options::default().capacity(4_000_000);
+    if let Some(n) = std::env::var("PIPELINE_EXPORT_BATCH")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        options = options.export_batch(n);
+    }
+    notifier::configure(options);
+}
+
+/// Spans per export run (`PIPELINE_EXPORT_SPANS`).
+fn export_spans() -> u64 {
+    std::env::var("PIPELINE_EXPORT_SPANS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(500_000)
 }
 
 /// Prints `export/<name>/end_to_end: <events>/s (...)` for one export run.
 fn export_end_to_end(name: &str, driver: Arc<dyn Driver>) {
-    notifier::configure(notifier::Options::default().capacity(4_000_000));
     notifier::set_shared(driver);
-    let spans: u64 = std::env::var("PIPELINE_EXPORT_SPANS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(500_000);
+    let spans = export_spans();
     profiler::init("SECRET_KEY", None, None);
     let started = Instant::now();
     let cpu_started = thread_cpu_ns();
@@ -196,8 +220,6 @@ fn export_end_to_end(name: &str, driver: Arc<dyn Driver>) {
         flushed.map_err(|e| e.remaining),
         stats.dropped,
     );
-    paced(name, spans);
-    notifier::reset();
 }
 
 /// Spans per burst of [`paced`].
@@ -207,31 +229,45 @@ const PACED_BURST: u64 = 5_000;
 /// time per event while the driver keeps up, as in a service whose export
 /// is not its bottleneck. (In the loop above the caller outruns Redis, and
 /// the backlog takes fresh buffers, whose first touch costs page faults.)
-fn paced(name: &str, spans: u64) {
-    profiler::init("SECRET_KEY", None, None);
-    profiler::start("request", None);
-    let mut cpu = 0;
-    let mut faults = 0;
-    for _ in 0..spans.div_ceil(PACED_BURST) {
-        let cpu_started = thread_cpu_ns();
-        let faults_started = thread_minor_faults();
-        for _ in 0..PACED_BURST {
-            profiler::start(black_box("db"), None);
-            profiler::stop(None);
+/// The drivers take turns, two bursts each, so that the machine's drift
+/// over the run (large on shared cloud machines) falls on each alike.
+fn paced(drivers: &[(&str, Arc<dyn Driver>)]) {
+    let bursts = export_spans().div_ceil(PACED_BURST);
+    let mut cpu = vec![0; drivers.len()];
+    let mut faults = vec![0; drivers.len()];
+    for _ in 0..bursts {
+        for (i, (_, driver)) in drivers.iter().enumerate() {
+            notifier::set_shared(driver.clone());
+            // A burst after the other driver's export would pay for what
+            // that export did to the caches: one burst first, not counted.
+            for counted in [false, true] {
+                profiler::init("SECRET_KEY", None, None);
+                profiler::start("request", None);
+                let cpu_started = thread_cpu_ns();
+                let faults_started = thread_minor_faults();
+                for _ in 0..PACED_BURST {
+                    profiler::start(black_box("db"), None);
+                    profiler::stop(None);
+                }
+                if counted {
+                    cpu[i] += thread_cpu_ns().saturating_sub(cpu_started);
+                    faults[i] += thread_minor_faults().saturating_sub(faults_started);
+                }
+                profiler::stop(None);
+                profiler::clean();
+                // Waiting for the export is not the caller's cost.
+                let _ = notifier::flush(Duration::from_secs(60));
+            }
         }
-        cpu += thread_cpu_ns().saturating_sub(cpu_started);
-        faults += thread_minor_faults().saturating_sub(faults_started);
-        // Waiting for the export is not the caller's cost.
-        let _ = notifier::flush(Duration::from_secs(60));
     }
-    profiler::stop(None);
-    profiler::clean();
-    let _ = notifier::flush(Duration::from_secs(60));
-    let events = 2 * spans.div_ceil(PACED_BURST) * PACED_BURST;
-    println!(
-        "export/{name}/paced: caller thread CPU {:.1} ns/event, caller thread page faults {faults} ({events} events in bursts of {PACED_BURST} spans, flushed between)",
-        cpu as f64 / events as f64,
-    );
+    let events = 2 * bursts * PACED_BURST;
+    for (i, (name, _)) in drivers.iter().enumerate() {
+        println!(
+            "export/{name}/paced: caller thread CPU {:.1} ns/event, caller thread page faults {} ({events} events in bursts of {PACED_BURST} spans, flushed between, counted after a burst of the same driver, taking turns with the other drivers)",
+            cpu[i] as f64 / events as f64,
+            faults[i],
+        );
+    }
 }
 
 /// This thread's CPU time so far, in nanoseconds. On a core shared with
