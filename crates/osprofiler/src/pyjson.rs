@@ -202,8 +202,38 @@ pub(crate) fn write_newline<W: ?Sized + io::Write>(writer: &mut W, level: usize)
 }
 
 /// Bytes Python's `json.dumps` writes unchanged inside a string.
+#[inline]
 fn is_plain(b: u8) -> bool {
     (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\'
+}
+
+/// How many bytes at the start of `bytes` are plain (see [`is_plain`]).
+/// Eight at a time: strings are most of a report's output, and nearly
+/// all of their bytes are plain.
+fn plain_run(bytes: &[u8]) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH_BITS: u64 = ONES << 7;
+    // Whether some byte of `word` is below `n` (exact for n <= 128).
+    let has_below =
+        |word: u64, n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word & HIGH_BITS != 0;
+    let has = |word: u64, b: u8| has_below(word ^ (ONES * u64::from(b)), 1);
+    let mut run = 0;
+    for chunk in bytes.chunks_exact(8) {
+        let Ok(chunk) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let word = u64::from_ne_bytes(chunk);
+        if word & HIGH_BITS != 0
+            || has_below(word, 0x20)
+            || has(word, 0x7f)
+            || has(word, b'"')
+            || has(word, b'\\')
+        {
+            break;
+        }
+        run += 8;
+    }
+    run + bytes[run..].iter().take_while(|&&b| is_plain(b)).count()
 }
 
 /// One character as Python escapes it inside a JSON string.
@@ -243,7 +273,7 @@ pub(crate) fn write_python_str<W: ?Sized + io::Write>(
     let bytes = text.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
-        let run = bytes[i..].iter().take_while(|&&b| is_plain(b)).count();
+        let run = plain_run(&bytes[i..]);
         writer.write_all(&bytes[i..i + run])?;
         i += run;
         // Runs end before an ASCII byte or a UTF-8 lead byte: a boundary.
@@ -392,7 +422,7 @@ fn transcode_string<W: ?Sized + io::Write>(
     let mut pos = *i + 1;
     writer.write_all(b"\"")?;
     while pos < bytes.len() {
-        let run = bytes[pos..].iter().take_while(|&&b| is_plain(b)).count();
+        let run = plain_run(&bytes[pos..]);
         writer.write_all(&bytes[pos..pos + run])?;
         pos += run;
         match bytes.get(pos) {
@@ -639,6 +669,21 @@ fn float_repr(value: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_runs_end_where_a_byte_needs_escaping() {
+        // Every byte value at every place of a word and around it.
+        for b in 0..=u8::MAX {
+            for at in 0..20 {
+                let mut bytes = *b"abcdefghijklmnopqrstuvwxyz";
+                bytes[at] = b;
+                let expected = bytes.iter().take_while(|&&b| is_plain(b)).count();
+                assert_eq!(plain_run(&bytes), expected, "byte {b:#x} at {at}");
+            }
+        }
+        assert_eq!(plain_run(b""), 0);
+        assert_eq!(plain_run(b"~~~~~~~~~"), 9);
+    }
     use serde_json::json;
 
     #[test]
