@@ -154,6 +154,13 @@ def main():
         f"{paced_redis / paced_discard:.2f}x" if paced_redis and paced_discard else "-",
         "unchanged (<= 1.10x)",
         None if not (paced_redis and paced_discard) else paced_redis <= paced_discard * 1.10)
+    own_redis = cpu_per_pair("export/redis/paced_own_core")
+    own_discard = cpu_per_pair("export/discard/paced_own_core")
+    row("  same, the collector on the other core", ns(own_redis),
+        f"discarding driver {ns(own_discard)} (collector on the other core too)",
+        f"{own_redis / own_discard:.2f}x" if own_redis and own_discard else "-",
+        "unchanged (<= 1.10x)",
+        None if not (own_redis and own_discard) else own_redis <= own_discard * 1.10)
     row("  same, caller outrunning the export (saturating loop)", ns(caller_cpu),
         f"discarding driver {ns(discard_cpu)}; wall with Redis {ns(caller)}",
         f"{caller_cpu / discard_cpu:.2f}x" if caller_cpu and discard_cpu else "-", "info", None)
@@ -225,6 +232,24 @@ def main():
             f"{ns(median(cpus[base]))} vs {ns(median(cpus[case]))}; "
             f"a {ns(target)} handler: {ns(budget_cpu_d)}",
             "-", f"<= {ns(target)} handler", verdict(cpu_vs_budget, budget_cpu_d))
+    # One server taking turns between the apps under wrk's load, each
+    # request's handling timed inside it (examples/hello_axum --compare):
+    # medians over the rounds of each round's median difference.
+    compares = {}
+    for name, fields in re.findall(r"wrk/(compare_\w+): compare: (.*)", wrk):
+        figures = dict(re.findall(r"(\w+)_ns=([0-9.]+)", fields))
+        compares.setdefault(name, []).append({k: float(v) for k, v in figures.items()})
+    for label, name, target in [("untraced", "compare_untraced", 50), ("traced", "compare_traced", 3000)]:
+        rounds = compares.get(name)
+        if not rounds:
+            continue
+        layer_d = median([r["layer"] - r["bare"] for r in rounds])
+        router_d = median([r["router_layer"] - r["router_identity"] for r in rounds])
+        axum_d = median([r["router_identity"] - r["bare"] for r in rounds])
+        row(f"tower layer, {label}, wrk load: the layer timed in the server", ns(layer_d),
+            f"bare app {ns(median([r['bare'] for r in rounds]))}; by Router::layer {ns(router_d)} "
+            f"(above axum's own {ns(axum_d)} for any layer)",
+            f"{len(rounds)} rounds", f"<= {ns(target)}", max(layer_d, router_d) <= target)
     show = lines(os.path.join(run, "show.txt"))
     show_ours = grab(show, "show/ours", "ms")
     show_py = grab(show, "show/python", "ms")

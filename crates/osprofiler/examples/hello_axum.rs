@@ -10,18 +10,33 @@
 //! With `--work-ns N` the handler busy-waits about N ns, without the
 //! layer: a known cost per request, to see what wrk shows for it on the
 //! same machine in the same run.
+//!
+//! With `--compare` each request goes, in turn, to the app without the
+//! layer and to the app with it, and the server times each app's handling
+//! of the request (from the request as hyper parsed it to the response).
+//! `GET /stats` answers the medians since the last `/stats` and starts
+//! again. Both apps see the same load at the same moment, so the layer's
+//! cost shows apart from the machine's drift between runs, which is far
+//! larger than the layer on a shared cloud machine.
 
+use std::convert::Infallible;
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::body::Body;
+use axum::http::{Request, Response};
 use axum::routing::get;
 use axum::Router;
 use osprofiler::drivers::DiscardDriver;
 use osprofiler::{notifier, web};
+use tower::Layer;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let layer = args.iter().any(|a| a == "--layer");
+    let compare = args.iter().any(|a| a == "--compare");
     let work_ns: u64 = args
         .iter()
         .position(|a| a == "--work-ns")
@@ -41,7 +56,10 @@ fn main() {
             "hello"
         }),
     );
-    if layer {
+    if compare {
+        notifier::set(DiscardDriver);
+        app = in_turn(compared(app));
+    } else if layer {
         notifier::set(DiscardDriver);
         app = app.layer(web::TraceLayer::new("SECRET_KEY"));
     }
@@ -55,6 +73,72 @@ fn main() {
             .expect("bind");
         axum::serve(listener, app).await.expect("serve");
     });
+}
+
+/// The apps that `--compare` takes turns between: the bare app, our
+/// layer around it (as tower composes layers), and axum's
+/// `Router::layer` with our layer and with one that does nothing (axum
+/// wraps each route in a boxed service of its own: its cost, not ours).
+fn compared(app: Router) -> Vec<(&'static str, AnyApp)> {
+    let layer = || web::TraceLayer::new("SECRET_KEY");
+    vec![
+        ("bare", AnyApp::new(app.clone())),
+        ("layer", AnyApp::new(layer().layer(app.clone()))),
+        (
+            "router_identity",
+            AnyApp::new(app.clone().layer(tower::layer::util::Identity::new())),
+        ),
+        ("router_layer", AnyApp::new(app.layer(layer()))),
+    ]
+}
+
+/// One of the compared apps, boxed alike so each pays the same for it.
+type AnyApp = tower::util::BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
+
+/// The app of `--compare`: requests go to each of `apps` in turn, each
+/// timed; `/stats` reports and resets the timings.
+fn in_turn(apps: Vec<(&'static str, AnyApp)>) -> Router {
+    let names: Vec<&'static str> = apps.iter().map(|(name, _)| *name).collect();
+    let timings = Arc::new(Mutex::new(vec![Vec::new(); apps.len()]));
+    let turn = Arc::new(AtomicU64::new(0));
+    let service = tower::service_fn(move |request: Request<Body>| {
+        let timings = timings.clone();
+        let names = names.clone();
+        let which = (turn.fetch_add(1, Ordering::Relaxed) % apps.len() as u64) as usize;
+        let app = apps[which].1.clone();
+        async move {
+            if request.uri().path() == "/stats" {
+                let taken = std::mem::take(&mut *timings.lock().unwrap_or_else(|e| e.into_inner()));
+                *timings.lock().unwrap_or_else(|e| e.into_inner()) = vec![Vec::new(); names.len()];
+                return Ok(Response::new(Body::from(stats(&names, &taken))));
+            }
+            let started = Instant::now();
+            let response = tower::ServiceExt::oneshot(app, request).await;
+            let nanos = u32::try_from(started.elapsed().as_nanos()).unwrap_or(u32::MAX);
+            timings.lock().unwrap_or_else(|e| e.into_inner())[which].push(nanos);
+            response
+        }
+    });
+    Router::new().fallback_service(service)
+}
+
+/// `compare: n=N bare_ns=B layer_ns=L ...`: the median time of each app.
+fn stats(names: &[&str], timings: &[Vec<u32>]) -> String {
+    fn median(samples: &[u32]) -> f64 {
+        let mut sorted = samples.to_vec();
+        sorted.sort_unstable();
+        match sorted.len() {
+            0 => f64::NAN,
+            n if n % 2 == 1 => f64::from(sorted[n / 2]),
+            n => (f64::from(sorted[n / 2 - 1]) + f64::from(sorted[n / 2])) / 2.0,
+        }
+    }
+    let n = timings.iter().map(Vec::len).min().unwrap_or(0);
+    let mut out = format!("compare: n={n}");
+    for (name, samples) in names.iter().zip(timings) {
+        out += &format!(" {name}_ns={:.1}", median(samples));
+    }
+    out + "\n"
 }
 
 /// Busy work: `steps` turns of a loop the optimizer cannot remove. No clock
