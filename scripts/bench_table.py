@@ -145,22 +145,17 @@ def main():
     def cpu_per_pair(key):
         m = re.search(re.escape(key) + r": .*caller thread CPU ([0-9.]+) ns/event", pipeline)
         return float(m.group(1)) * 2 if m else None
-    paced_redis = cpu_per_pair("export/redis/paced")
-    paced_discard = cpu_per_pair("export/discard/paced")
     caller_cpu = cpu_per_pair("export/redis/end_to_end")
     discard_cpu = cpu_per_pair("export/discard/end_to_end")
-    row("Redis: caller-thread CPU per pair, export keeping up", ns(paced_redis),
-        f"discarding driver {ns(paced_discard)} (same core)",
-        f"{paced_redis / paced_discard:.2f}x" if paced_redis and paced_discard else "-",
-        "unchanged (<= 1.10x)",
-        None if not (paced_redis and paced_discard) else paced_redis <= paced_discard * 1.10)
-    own_redis = cpu_per_pair("export/redis/paced_own_core")
-    own_discard = cpu_per_pair("export/discard/paced_own_core")
-    row("  same, the collector on the other core", ns(own_redis),
-        f"discarding driver {ns(own_discard)} (collector on the other core too)",
-        f"{own_redis / own_discard:.2f}x" if own_redis and own_discard else "-",
-        "unchanged (<= 1.10x)",
-        None if not (own_redis and own_discard) else own_redis <= own_discard * 1.10)
+    for run_name, label, where in [
+            ("paced", "Redis: caller-thread CPU per pair, export keeping up", "same core"),
+            ("paced_own_core", "  same, the collector on the other core", "collector on the other core too")]:
+        redis_cpu = cpu_per_pair(f"export/redis/{run_name}")
+        base_cpu = cpu_per_pair(f"export/discard/{run_name}")
+        row(label, ns(redis_cpu), f"discarding driver {ns(base_cpu)} ({where})",
+            f"{redis_cpu / base_cpu:.2f}x" if redis_cpu and base_cpu else "-",
+            "unchanged (<= 1.10x)",
+            None if not (redis_cpu and base_cpu) else redis_cpu <= base_cpu * 1.10)
     row("  same, caller outrunning the export (saturating loop)", ns(caller_cpu),
         f"discarding driver {ns(discard_cpu)}; wall with Redis {ns(caller)}",
         f"{caller_cpu / discard_cpu:.2f}x" if caller_cpu and discard_cpu else "-", "info", None)

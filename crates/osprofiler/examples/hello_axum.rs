@@ -81,14 +81,20 @@ fn main() {
 /// wraps each route in a boxed service of its own: its cost, not ours).
 fn compared(app: Router) -> Vec<(&'static str, AnyApp)> {
     let layer = || web::TraceLayer::new("SECRET_KEY");
+    // `with_state` readies the routes' handlers, as `axum::serve` does for
+    // each connection; a `Router` called as it is readies them per request.
+    let ready = |router: Router| AnyApp::new(router.with_state(()));
     vec![
-        ("bare", AnyApp::new(app.clone())),
-        ("layer", AnyApp::new(layer().layer(app.clone()))),
+        ("bare", ready(app.clone())),
+        (
+            "layer",
+            AnyApp::new(layer().layer(app.clone().with_state(()))),
+        ),
         (
             "router_identity",
-            AnyApp::new(app.clone().layer(tower::layer::util::Identity::new())),
+            ready(app.clone().layer(tower::layer::util::Identity::new())),
         ),
-        ("router_layer", AnyApp::new(app.layer(layer()))),
+        ("router_layer", ready(app.layer(layer()))),
     ]
 }
 

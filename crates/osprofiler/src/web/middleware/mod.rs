@@ -41,6 +41,7 @@ use http::{Request, Response};
 use tower_service::Service;
 
 pub use future::ResponseFuture;
+use layer::SharedSettings;
 pub use layer::TraceLayer;
 
 use super::signing::unpack_with;
@@ -94,7 +95,7 @@ pub fn reset_global() {
 }
 
 /// Settings shared by the layer and its services.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Settings {
     pub(crate) enabled: bool,
     pub(crate) hmac_keys: Vec<Arc<str>>,
@@ -108,11 +109,11 @@ pub(crate) struct Settings {
 #[derive(Debug, Clone)]
 pub struct TraceService<S> {
     inner: S,
-    settings: Arc<Settings>,
+    settings: SharedSettings,
 }
 
 impl<S> TraceService<S> {
-    pub(crate) fn new(inner: S, settings: Arc<Settings>) -> Self {
+    pub(crate) fn new(inner: S, settings: SharedSettings) -> Self {
         TraceService { inner, settings }
     }
 
