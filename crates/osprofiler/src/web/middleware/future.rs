@@ -14,22 +14,21 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
-        // The request's trace; `None` for untraced requests and once the
-        // `wsgi` element is stopped.
-        context: Option<Context>,
+        // The request's trace: `None` for untraced requests, an empty slot
+        // once the `wsgi` element is stopped. Boxed: every move of this
+        // future copies it, and an untraced request's future is moved a
+        // few times on its way to the executor.
+        context: Option<Box<Option<Context>>>,
     }
 
     impl<F> PinnedDrop for ResponseFuture<F> {
         fn drop(this: Pin<&mut Self>) {
             // Dropped before completion (client went away): close the
             // element so the trace stays well formed.
-            let context = this.project().context;
-            // Checked first: `take` would copy the whole context out even
-            // when there is none (every untraced request).
-            if context.is_none() {
+            let Some(slot) = this.project().context.as_deref_mut() else {
                 return;
-            }
-            if let Some(context) = context.take() {
+            };
+            if let Some(context) = slot.take() {
                 finish(context, Some(error_info("Cancelled", "request dropped before a response was ready")));
             }
         }
@@ -45,7 +44,10 @@ impl<F> ResponseFuture<F> {
     }
 
     pub(crate) fn traced(inner: F, context: Option<Context>) -> Self {
-        ResponseFuture { inner, context }
+        ResponseFuture {
+            inner,
+            context: Some(Box::new(context)),
+        }
     }
 }
 
@@ -67,12 +69,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        // Checked first: `take` would copy the whole (empty) context slot
-        // out on every poll of an untraced request.
-        if this.context.is_none() {
+        let Some(slot) = this.context.as_deref_mut() else {
             return this.inner.poll(cx);
-        }
-        let outer = local::swap_context(this.context.take());
+        };
+        let outer = local::swap_context(slot.take());
         let result = this.inner.poll(cx);
         let context = local::swap_context(outer);
         match &result {
@@ -81,7 +81,7 @@ where
                 // goes out. (When ready, `finish` hands everything over
                 // once, with the `wsgi` stop completing its start record.)
                 local::hand_over_pending();
-                *this.context = context;
+                *slot = context;
             }
             Poll::Ready(outcome) => {
                 let stop_info = match outcome {
