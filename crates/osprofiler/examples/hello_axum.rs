@@ -11,13 +11,15 @@
 //! layer: a known cost per request, to see what wrk shows for it on the
 //! same machine in the same run.
 //!
-//! With `--compare` each request goes, in turn, to the app without the
-//! layer and to the app with it, and the server times each app's handling
-//! of the request (from the request as hyper parsed it to the response).
-//! `GET /stats` answers the medians since the last `/stats` and starts
-//! again. Both apps see the same load at the same moment, so the layer's
-//! cost shows apart from the machine's drift between runs, which is far
-//! larger than the layer on a shared cloud machine.
+//! With `--compare` each request goes, in turn, to one of four apps (see
+//! `compared`: without the layer, with it, and through axum's
+//! `Router::layer` with it and with a layer that does nothing), and the
+//! server times each app's handling of the request (from the request as
+//! hyper parsed it to the response). `GET /stats` answers the medians
+//! since the last `/stats` and starts again. All the apps see the same
+//! load at the same moment, so the layer's cost shows apart from the
+//! machine's drift between runs, which is far larger than the layer on a
+//! shared cloud machine.
 
 use std::convert::Infallible;
 use std::hint::black_box;
@@ -114,8 +116,9 @@ fn in_turn(apps: Vec<(&'static str, AnyApp)>) -> Router {
         let app = apps[which].1.clone();
         async move {
             if request.uri().path() == "/stats" {
-                let taken = std::mem::take(&mut *timings.lock().unwrap_or_else(|e| e.into_inner()));
-                *timings.lock().unwrap_or_else(|e| e.into_inner()) = vec![Vec::new(); names.len()];
+                let fresh = vec![Vec::new(); names.len()];
+                let mut timings = timings.lock().unwrap_or_else(|e| e.into_inner());
+                let taken = std::mem::replace(&mut *timings, fresh);
                 return Ok(Response::new(Body::from(stats(&names, &taken))));
             }
             let started = Instant::now();
